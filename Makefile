@@ -1,0 +1,28 @@
+# QSD reproduction. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SCALE  ?= cpu
+JOBS   ?= 1
+
+.PHONY: help setup test bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install the package (editable, with dev extras)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 tests
+
+bench: setup  ## speed benchmarks: print ratios, write results/bench/*.json
+	$(BIN)/python benchmarks/bench_regularisers.py
+
+clean:  ## remove run outputs (keeps data and the venv)
+	rm -rf outputs multirun
