@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SCALE  ?= cpu
 JOBS   ?= 1
 
-.PHONY: help setup test bench clean
+.PHONY: help setup data test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
+
+data: setup  ## fetch, verify and cache MNIST, Fashion-MNIST, PTB, IMDB, RT (pip/apt registries only)
+	$(BIN)/qsd-data fetch
 
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 tests
