@@ -1,0 +1,71 @@
+"""LSTM language model (Zaremba et al. 2014) and LSTM sentiment classifier, with the regulariser as
+explicit modules on the non-recurrent connections (not ``nn.LSTM(dropout=)``, which skips the last
+layer). ``locked=True`` shares one mask across time (Gal & Ghahramani 2016)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+
+class SequenceReg(nn.Module):
+    """Applies a regulariser to a (T, B, H) sequence: a fresh mask per step, or one per (B, H)
+    shared across time (``locked``: the regulariser sees (B, H, T) with channel granularity)."""
+
+    def __init__(self, make_reg, slot: str, locked: bool):
+        super().__init__()
+        self.locked = locked
+        self.reg = make_reg(slot, granularity="channel") if locked else make_reg(slot)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.locked:
+            return self.reg(x)
+        return self.reg(x.permute(1, 2, 0)).permute(2, 0, 1)
+
+
+class LSTMLanguageModel(nn.Module):
+    """Embedding -> reg -> [LSTM -> reg] x layers -> Linear (optionally tied to the embedding)."""
+
+    def __init__(self, make_reg, vocab_size: int, hidden: int = 650, layers: int = 2, tie_weights: bool = False,
+                 locked: bool = False, init_range: float = 0.05):
+        super().__init__()
+        if hidden < 1 or layers < 1:
+            raise ValueError(f"model.hidden and model.layers must be >= 1, got {hidden}, {layers}")
+        self.embed = nn.Embedding(vocab_size, hidden)
+        self.regs = nn.ModuleList([SequenceReg(make_reg, "embedding", locked)] +
+                                  [SequenceReg(make_reg, "hidden", locked) for _ in range(layers)])
+        self.lstms = nn.ModuleList([nn.LSTM(hidden, hidden) for _ in range(layers)])
+        self.decoder = nn.Linear(hidden, vocab_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -init_range, init_range)
+        if tie_weights:
+            self.decoder.weight = self.embed.weight
+
+    def forward(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """x: (T, B) token ids -> (T, B, V) logits and the new per-layer (h, c) states."""
+        h = self.regs[0](self.embed(x))
+        new_state = []
+        for i, lstm in enumerate(self.lstms):
+            h, s = lstm(h, None if state is None else state[i])
+            h = self.regs[i + 1](h)
+            new_state.append(s)
+        return self.decoder(h), new_state
+
+
+class LSTMClassifier(nn.Module):
+    """Embedding -> reg -> LSTM (uni- or bidirectional) -> final hidden state -> reg -> Linear."""
+
+    def __init__(self, make_reg, vocab_size: int, classes: int, embedding: int = 128, hidden: int = 128,
+                 bidirectional: bool = False, pad_id: int = 0):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embedding, padding_idx=pad_id)
+        self.reg_in, self.reg_out = make_reg("embedding"), make_reg("output")
+        self.lstm = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), classes)
+
+    def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, lengths = batch
+        packed = pack_padded_sequence(self.reg_in(self.embed(x)), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        h = torch.cat(list(h), dim=1)  # last layer, both directions if bidirectional
+        return self.head(self.reg_out(h))

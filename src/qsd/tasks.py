@@ -1,0 +1,90 @@
+"""What differs between classification and language modelling, behind one small interface, so the
+trainer has a single loop: batches per split, a loss for one batch, and metrics from running sums."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as D
+
+
+@dataclass
+class Task:
+    """Batches for ``train``/``valid``/``test`` and how to score them. ``metric`` is lower-is-better."""
+
+    kind: str  # "classification" | "lm"
+    splits: dict[str, Iterable]
+    dims: dict[str, int]
+    metric: str  # "error" (percent) or "ppl"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, int, torch.Tensor, Any]:
+        """Mean loss over the batch, its size (examples or tokens), correct count, next state."""
+        x, y = batch
+        if self.kind == "lm":
+            if state is not None:
+                state = [tuple(t.detach() for t in s) for s in state]
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            return loss, y.numel(), torch.zeros((), device=y.device), state
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        return loss, y.numel(), (logits.argmax(1) == y).sum(), None
+
+    def metrics(self, loss_sum: float, n: int, correct: float) -> dict[str, float]:
+        loss = loss_sum / max(n, 1)
+        if self.kind == "lm":
+            return {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+        return {"loss": loss, "error": 100.0 * (1.0 - correct / max(n, 1))}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the training order that of ``epoch`` (used when resuming)."""
+        if hasattr(self.splits["train"], "epoch"):
+            self.splits["train"].epoch = epoch
+
+
+def _limit(t: dict[str, torch.Tensor], n: int | None) -> dict[str, torch.Tensor]:
+    """The first ``n`` examples (or tokens) of a split; the whole split when ``n`` is None."""
+    if n is None:
+        return t
+    if "offsets" in t:
+        n = min(n, len(t["y"]))
+        return {"ids": t["ids"][: int(t["offsets"][n])], "offsets": t["offsets"][: n + 1], "y": t["y"][:n]}
+    return {k: v[:n] for k, v in t.items()}
+
+
+def build_task(data_cfg, train_cfg, seed: int, device: torch.device, root: str) -> Task:
+    """Load the data set named in ``data_cfg`` and wrap its splits in on-device batch iterators."""
+    spec = D.store.spec(data_cfg.name)
+    raw = {s: D.load(data_cfg.name, s, root) for s in ("train", "valid", "test")}
+    raw["train"] = _limit(raw["train"], data_cfg.limit_train)
+    for s in ("valid", "test"):
+        raw[s] = _limit(raw[s], data_cfg.limit_eval)
+    bs, ebs = train_cfg.batch_size, train_cfg.eval_batch_size
+    if spec.kind == "image":
+        x = raw["train"]["x"]
+        xf = x.float().div_(255)
+        mean, std = xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
+        pad = data_cfg.crop_pad if data_cfg.augment else 0
+        splits = {"train": D.ImageBatches(x, raw["train"]["y"], bs, device, mean, std, True, pad,
+                                          bool(data_cfg.augment), seed)}
+        for s in ("valid", "test"):
+            splits[s] = D.ImageBatches(raw[s]["x"], raw[s]["y"], ebs, device, mean, std, shuffle=False)
+        c, h, w = x.shape[1:]
+        dims = {"in_features": c * h * w, "in_channels": c, "image_size": h, "classes": D.meta(data_cfg.name, root)["classes"]}
+        return Task("classification", splits, dims, "error")
+    vocab = D.meta(data_cfg.name, root)["vocab"]
+    if spec.kind == "lm":
+        splits = {"train": D.LMBatches(raw["train"]["ids"], bs, data_cfg.bptt, device)}
+        for s in ("valid", "test"):
+            splits[s] = D.LMBatches(raw[s]["ids"], ebs, data_cfg.bptt, device)
+        return Task("lm", splits, {"vocab_size": len(vocab)}, "ppl")
+    splits = {s: D.TextBatches(raw[s]["ids"], raw[s]["offsets"], raw[s]["y"], bs if s == "train" else ebs,
+                               data_cfg.max_len, device, shuffle=(s == "train"), seed=seed)
+              for s in ("train", "valid", "test")}
+    return Task("classification", splits, {"vocab_size": len(vocab), "classes": 2}, "error")

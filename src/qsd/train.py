@@ -1,0 +1,264 @@
+"""``qsd-train``: train one model x data x regulariser from the Hydra configs in ``configs/``.
+
+    qsd-train experiment=mlp_mnist regulariser=qsd regulariser.n=8 seed=3 scale=cpu
+    qsd-train -m experiment=mlp_mnist regulariser=dropout,qsd seed=0,1,2
+
+One loop for every task (see ``tasks.py``). A finished run is skipped; a killed run resumes from its
+last checkpoint and ends with the numbers an uninterrupted run would have had.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import __version__, runstore
+from .data import DataError, data_root
+from .logger import WandbLogger
+from .metrics import record_sparsity, weight_summary
+from .models import MODELS, build_model
+from .regularisers import build as build_regulariser
+from .tasks import Task, build_task
+
+log = logging.getLogger("qsd.train")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+class ConfigError(ValueError):
+    """A config value is not allowed; the message says what is."""
+
+
+# ------------------------------------------------------------------ building from the config
+def make_reg_factory(cfg: DictConfig):
+    """``make_reg(slot, **overrides)``: the configured regulariser at ``rates[slot]``."""
+    params = {k: v for k, v in OmegaConf.to_container(cfg.regulariser, resolve=True).items() if k != "name"}
+    rates = OmegaConf.to_container(cfg.rates, resolve=True)
+
+    def make_reg(slot: str, **overrides) -> torch.nn.Module:
+        if slot not in rates:
+            raise ConfigError(f"rates has no entry for slot {slot!r} used by model {cfg.model.name!r}; "
+                              f"set it, e.g. +rates.{slot}=0.5 (configured: {sorted(rates)})")
+        try:
+            return build_regulariser(cfg.regulariser.name, rate=rates[slot], **{**params, **overrides})
+        except ValueError as e:
+            raise ConfigError(f"regulariser ({slot}): {e}") from None
+
+    return make_reg
+
+
+def build_model_from(cfg: DictConfig, dims: dict[str, int]) -> torch.nn.Module:
+    name = cfg.model.name
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    params = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+    accepted = inspect.signature(MODELS[name].__init__).parameters
+    params.update({k: v for k, v in dims.items() if k in accepted})
+    try:
+        return build_model(name, make_reg_factory(cfg), **params)
+    except TypeError as e:
+        raise ConfigError(f"model {name!r}: {e}") from None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail fast, before any data is loaded, on values Hydra's schema cannot check."""
+    t = cfg.train
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        v = t[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"train.{key} must be an integer >= 1, got {v!r}")
+    if cfg.optim.name not in ("sgd", "adam", "adamw"):
+        raise ConfigError(f"optim.name must be one of ['sgd', 'adam', 'adamw'], got {cfg.optim.name!r}")
+    if cfg.optim.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule must be one of {sorted(SCHEDULES)}, got {cfg.optim.schedule!r}")
+    lr = cfg.optim.lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"optim.lr must be a positive number, got {lr!r}")
+    if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {cfg.device!r}")
+    make_reg = make_reg_factory(cfg)
+    for slot in cfg.rates:
+        make_reg(slot)
+
+
+SCHEDULES = {
+    "constant": lambda o, E: lambda e: 1.0,
+    "cosine": lambda o, E: lambda e: 0.5 * (1 + math.cos(math.pi * e / E)),
+    "step": lambda o, E: lambda e: o.gamma ** sum(e >= m for m in o.milestones),
+    "zaremba": lambda o, E: lambda e: (1.0 / o.decay) ** max(0, e + 1 - o.decay_start),
+}
+
+
+def build_optimiser(cfg: DictConfig, model: torch.nn.Module):
+    o = cfg.optim
+    if o.name == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                              weight_decay=o.weight_decay)
+    else:
+        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+        opt = cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, SCHEDULES[o.schedule](o, cfg.train.epochs))
+    return opt, sched
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+# ------------------------------------------------------------------ the loop
+def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, progress=False) -> dict[str, float]:
+    """One pass over ``split``: trains when ``opt`` is given, else evaluates. Returns its metrics
+    (``diverged`` set if a loss was not finite)."""
+    training = opt is not None
+    model.train(training)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.float64)
+    n, state = 0, None
+    batches = task.splits[split]
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.train.amp else contextlib.nullcontext()
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, total=len(batches), leave=False, desc=split)
+    with torch.set_grad_enabled(training):
+        for i, batch in enumerate(batches):
+            with amp:
+                loss, count, right, state = task.step(model, batch, state)
+            if training:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
+                opt.step()
+            loss_sum += loss.detach().double() * count
+            correct += right
+            n += count
+            if training and i % 50 == 49 and not torch.isfinite(loss_sum):
+                break
+            if cfg.train.max_steps and i + 1 >= cfg.train.max_steps:
+                break
+    m = task.metrics(loss_sum.item(), n, correct.item())
+    m["diverged"] = not math.isfinite(loss_sum.item())
+    return m
+
+
+def evaluate_test(model, task: Task, cfg, device) -> tuple[dict, dict]:
+    """Test metrics, with the sparsity of every hidden ReLU layer (masks off: eval mode)."""
+    with record_sparsity(model) as meters:
+        m = run_epoch(model, task, "test", cfg, device)
+    return m, {name: meter.result() for name, meter in meters.items()}
+
+
+def fit(cfg: DictConfig) -> dict:
+    """Validate, build, train (resuming if possible) and record one run; returns its summary."""
+    check_config(cfg)
+    device = pick_device(cfg.device)
+    root = str(data_root(cfg.paths.data))
+    path = runstore.run_dir(cfg)
+    if runstore.is_finished(path):
+        log.info("already finished, skipping: %s", path)
+        return runstore.read_summary(path)
+    torch.manual_seed(cfg.seed)
+    task = build_task(cfg.data, cfg.train, cfg.seed, device, root)
+    model = build_model_from(cfg, task.dims).to(device)
+    opt, sched = build_optimiser(cfg, model)
+    history: list[dict] = []
+    start, wall_before = 0, 0.0
+
+    path.mkdir(parents=True, exist_ok=True)
+    runstore.save_config(path, cfg)
+    ckpt = runstore.load_checkpoint(path)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimiser"])
+        sched.load_state_dict(ckpt["scheduler"])
+        history, start, wall_before = ckpt["history"], ckpt["epoch"], ckpt["wall_s"]
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
+        log.info("resuming %s from epoch %d", path.name, start)
+    task.set_epoch(start)
+    step_model = torch.compile(model) if cfg.train.compile else model
+    logger = WandbLogger(cfg.logger, OmegaConf.to_container(cfg, resolve=True), path, path.name)
+    progress = cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
+    t0, status = time.time(), "completed"
+    for epoch in range(start, cfg.train.epochs):
+        tr = run_epoch(step_model, task, "train", cfg, device, opt, progress)
+        if tr["diverged"]:
+            status = "diverged"
+            history.append({"epoch": epoch + 1, "train_loss": tr["loss"]})
+            log.warning("non-finite loss in epoch %d: run diverged", epoch + 1)
+            break
+        sched.step()
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **{f"train_{k}": v for k, v in tr.items() if k != "diverged"}}
+        row.update({f"valid_{k}": v for k, v in run_epoch(step_model, task, "valid", cfg, device).items() if k != "diverged"})
+        if cfg.train.test_every_epoch:
+            row.update({f"test_{k}": v for k, v in run_epoch(step_model, task, "test", cfg, device).items() if k != "diverged"})
+        row["wall_s"] = wall_before + time.time() - t0
+        history.append(row)
+        log.info("%s epoch %d/%d %s", path.name, epoch + 1, cfg.train.epochs,
+                 " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch",)))
+        logger.log(row, epoch + 1)
+        runstore.write_metrics(path, history)
+        runstore.save_checkpoint(path, {
+            "model": model.state_dict(), "optimiser": opt.state_dict(), "scheduler": sched.state_dict(),
+            "epoch": epoch + 1, "history": history, "wall_s": row["wall_s"], "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        })
+
+    summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
+               "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
+               "device": str(device), "wall_s": wall_before + time.time() - t0,
+               "versions": {"qsd": __version__, "torch": torch.__version__, "python": platform.python_version()}}
+    if status == "completed":
+        test, sparsity = evaluate_test(model, task, cfg, device)
+        summary.update({f"test_{k}": v for k, v in test.items() if k != "diverged"})
+        summary["final_valid"] = {k[6:]: v for k, v in history[-1].items() if k.startswith("valid_")}
+        summary["sparsity"] = sparsity
+        summary["weights"] = weight_summary(model)
+        runstore.atomic_write(path / "model.pt", lambda f: torch.save(model.state_dict(), f))
+    runstore.write_metrics(path, history)
+    runstore.write_summary(path, summary)
+    logger.finish(summary)
+    log.info("%s: %s %s", path.name, status, {k: v for k, v in summary.items() if k.startswith("test_")})
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point. Config and data problems stop with one message; in a multirun, a run that
+    fails while training is recorded as failed and the sweep goes on."""
+    try:
+        fit(cfg)
+    except (ConfigError, DataError, ValueError) as e:
+        log.error("%s", e)
+        raise SystemExit(2) from None
+    except Exception as e:
+        path = runstore.run_dir(cfg)
+        if path.exists():
+            runstore.write_summary(path, {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                                          "name": cfg.name, "scale": cfg.scale.name,
+                                          "regulariser": cfg.regulariser.name, "seed": cfg.seed})
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.exception("run failed; the sweep goes on")
+            return
+        raise
+
+
+if __name__ == "__main__":
+    main()
