@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SCALE  ?= cpu
 JOBS   ?= 1
 
-.PHONY: help setup data test bench clean
+.PHONY: help setup data reproduce-all figures test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 
 data: setup  ## fetch, verify and cache MNIST, Fashion-MNIST, PTB, IMDB, RT (pip/apt registries only)
 	$(BIN)/qsd-data fetch
+
+reproduce-all: data  ## train every sweep, collect and render all figures/tables: SCALE=smoke|cpu|paper JOBS=N
+	$(BIN)/qsd-reproduce --scale $(SCALE) --jobs $(JOBS)
+
+figures: setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone
+	$(BIN)/qsd-reproduce --scale $(SCALE) --render-only
 
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 tests

@@ -130,3 +130,20 @@ def test_cli_rejects_typos(override, message, tmp_path):
     run = subprocess.run([sys.executable, "-m", "qsd.train", override, f"paths.runs={tmp_path}"],
                          capture_output=True, text=True)
     assert run.returncode != 0 and message in run.stderr + run.stdout
+
+
+def test_amp_bf16_runs_on_cpu(tiny_root, tmp_path):
+    assert fit(config(tiny_root, tmp_path, *SMALL, "train.amp=true", "regulariser=qsd"))["status"] == "completed"
+
+
+def test_wandb_logger_offline_and_broken(tiny_root, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert fit(config(tiny_root, tmp_path / "ok", *SMALL, "logger=wandb"))["status"] == "completed"
+    import wandb
+
+    def broken(*a, **k):
+        raise ConnectionError("wandb.example unreachable")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    assert fit(config(tiny_root, tmp_path / "broken", *SMALL, "logger=wandb"))["status"] == "completed"
+    assert sum("wandb unavailable" in r.message for r in caplog.records) == 1

@@ -23,6 +23,11 @@ class CNN(nn.Module):
             prev, size = c, size // 2
         layers += [nn.Flatten(), nn.Linear(prev * size * size, fc), nn.ReLU(), make_reg("hidden"), nn.Linear(fc, classes)]
         self.net = nn.Sequential(*layers)
+        for m in self.modules():  # He et al. (2015) init: a deep plain ReLU net trains from the start
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

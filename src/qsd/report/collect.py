@@ -1,0 +1,118 @@
+"""Gather every run of one scale into flat CSV files under ``results/<scale>/``.
+
+Reads only finished files (``summary.json`` is written last and atomically), so it can run while
+other runs are still training, from a results root shared by many machines.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from scipy import stats
+
+from ..io import write_text
+
+log = logging.getLogger(__name__)
+REG_KEYS = ("n", "cv", "alpha", "mapping", "granularity")
+
+
+def _flat_config(cfg) -> dict:
+    reg = cfg.get("regulariser", {})
+    row = {"experiment": cfg["name"], "model": cfg["model"]["name"], "data": cfg["data"]["name"],
+           "regulariser": reg.get("name"), "seed": cfg["seed"], "epochs": cfg["train"]["epochs"]}
+    for slot, rate in cfg.get("rates", {}).items():
+        row[f"rate_{slot}"] = rate
+    for k in REG_KEYS:
+        row[k] = reg.get(k, "")
+    return row
+
+
+def _read_run(path: Path) -> tuple[dict, list[dict], dict] | None:
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+        cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+        metrics = [json.loads(l) for l in (path / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    except (OSError, ValueError) as e:
+        log.warning("skipping unreadable run %s (%s)", path, e)
+        return None
+    return summary, metrics, cfg
+
+
+def _to_csv(rows: list[dict]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def collect(runs_root: Path, scale: str, out: Path) -> dict[str, int]:
+    """Write runs.csv, curves.csv, sparsity.csv, weights.csv and weights_ks.csv for ``scale``."""
+    runs, curves, sparsity, weights, models = [], [], [], [], {}
+    counts = {"finished": 0, "in_progress": 0}
+    for path in sorted((runs_root / scale).glob("*/*")):
+        if not (path / "summary.json").exists():
+            counts["in_progress"] += path.is_dir()
+            continue
+        got = _read_run(path)
+        if got is None:
+            continue
+        summary, metrics, cfg = got
+        base = {**_flat_config(cfg), "run": path.name, "status": summary["status"]}
+        row = {**base, "metric": summary.get("metric", ""), "test_metric": summary.get(f"test_{summary.get('metric')}", ""),
+               "test_loss": summary.get("test_loss", ""), "epochs_done": summary.get("epochs_done", ""),
+               "wall_s": summary.get("wall_s", ""), "device": summary.get("device", "")}
+        for k, v in (summary.get("final_valid") or {}).items():
+            row[f"valid_{k}"] = v
+        runs.append(row)
+        counts["finished"] += 1
+        for m in metrics:
+            curves.append({"run": path.name, **{k: base[k] for k in ("experiment", "regulariser", "seed")}, **m})
+        for layer, s in (summary.get("sparsity") or {}).items():
+            if s:
+                sparsity.append({**base, "layer": layer, **s})
+        for layer, ws in (summary.get("weights") or {}).items():
+            for kind, w in ws.items():
+                weights.append({**base, "layer": layer, "kind": kind, "mean": w["mean"], "sd": w["sd"], "n": w["n"],
+                                "hist_edges": json.dumps(w["hist_edges"]), "hist_counts": json.dumps(w["hist_counts"])})
+        if summary["status"] == "completed" and (path / "model.pt").exists():
+            models[path] = base
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("runs", runs), ("curves", curves), ("sparsity", sparsity), ("weights", weights),
+                       ("weights_ks", _weights_ks(models))):
+        write_text(out / f"{name}.csv", _to_csv(rows))
+    return counts
+
+
+def _weights_ks(models: dict[Path, dict]) -> list[dict]:
+    """Two-sample KS statistic between dropout- and QSD-trained weights, per layer and seed, for runs
+    that differ only in the regulariser (same experiment, seed and rates)."""
+    def key(b: dict) -> tuple:
+        return tuple((k, v) for k, v in sorted(b.items()) if k.startswith("rate_")) + (("experiment", b["experiment"]), ("seed", b["seed"]))
+
+    by_key: dict[tuple, dict[str, Path]] = {}
+    for path, base in models.items():
+        if base["regulariser"] in ("dropout", "qsd") and (base["regulariser"] == "dropout" or
+                                                           (base["n"], base["cv"], base["alpha"], base["mapping"]) == (4, 0.5, 1.0, "mean")):
+            by_key.setdefault(key(base), {})[base["regulariser"]] = path
+    rows = []
+    for k, pair in by_key.items():
+        if set(pair) != {"dropout", "qsd"}:
+            continue
+        a = torch.load(pair["dropout"] / "model.pt", weights_only=True)
+        b = torch.load(pair["qsd"] / "model.pt", weights_only=True)
+        for name in a:
+            if name.endswith(("weight", "bias")) and a[name].dim() in (1, 2, 4) and name in b and "embed" not in name:
+                res = stats.ks_2samp(a[name].flatten().numpy(), b[name].flatten().numpy())
+                rows.append({**dict(k), "param": name, "ks": float(res.statistic), "p": float(res.pvalue)})
+    return rows

@@ -1,0 +1,382 @@
+"""Every figure and table, drawn from the collected files in ``results/<scale>/`` alone.
+
+Each ``render_<id>(res, scale)`` reads CSVs in ``res`` and writes ``<id>.png/.pdf`` plus the table of
+the numbers behind it (``<id>.csv/.md``). Values are means over seeds with 95% intervals.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..regularisers import build
+from .stats import mean_ci, paired_difference, verdict
+from .style import COLOURS, COLUMN_W, LABELS, plt, save
+from .tables import fmt, group, read_csv, write_table
+
+REGS = ["none", "dropout", "gaussian", "qsd"]
+DEFAULT_QSD = {"n": 4, "cv": 0.5, "alpha": 1.0, "mapping": "mean"}
+MAIN = {  # experiment -> the rates of its recipe (runs at other rates belong to sweeps)
+    "mlp_mnist": {"rate_input": 0.2, "rate_hidden": 0.5},
+    "cnn_mnist": {"rate_conv": 0.25, "rate_hidden": 0.5},
+    "cnn_fashion": {"rate_conv": 0.25, "rate_hidden": 0.5},
+    "cnn_fashion_extra": {"rate_conv": 0.25, "rate_hidden": 0.5},
+    "wrn_cifar10": {"rate_block": 0.3},
+    "lstm_ptb": {"rate_embedding": 0.5, "rate_hidden": 0.5},
+    "lstm_imdb": {"rate_embedding": 0.5, "rate_output": 0.5},
+    "lstm_rt": {"rate_embedding": 0.5, "rate_output": 0.5},
+}
+
+
+def is_default_qsd(r: dict) -> bool:
+    return r["regulariser"] != "qsd" or all(r.get(k) == v for k, v in DEFAULT_QSD.items())
+
+
+def main_runs(rows: list[dict], experiment: str) -> list[dict]:
+    """Completed runs of ``experiment`` at its recipe's rates with default QSD parameters."""
+    rates = MAIN[experiment]
+    return [r for r in rows if r["experiment"] == experiment and r["status"] == "completed"
+            and all(r.get(k) == v for k, v in rates.items()) and is_default_qsd(r)]
+
+
+def by_reg(rows: list[dict], value: str) -> dict[str, dict[int, float]]:
+    """regulariser -> seed -> value."""
+    out: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r.get(value, "") != "":
+            out.setdefault(r["regulariser"], {})[r["seed"]] = float(r[value])
+    return out
+
+
+def ordered(regs) -> list[str]:
+    return [g for g in REGS if g in regs] + sorted(set(regs) - set(REGS))
+
+
+def _bar_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dict]:
+    rows = []
+    for i, reg in enumerate(ordered(values)):
+        s = mean_ci(values[reg].values())
+        err = [[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]] if s["n"] > 1 else None
+        ax.bar(i, s["mean"], color=COLOURS.get(reg, "k"), yerr=err, capsize=3, width=0.7)
+        ax.scatter([i] * len(values[reg]), list(values[reg].values()), s=6, color="k", zorder=3)
+        rows.append({"regulariser": reg, **s})
+    ax.set_xticks(range(len(values)), [LABELS.get(r, r) for r in ordered(values)], rotation=20)
+    ax.set_ylabel(ylabel)
+    return rows
+
+
+def _missing(res: Path, stem: str, scale: str, what: str) -> None:
+    write_table(res, stem, [{"status": f"no completed runs for {what} at this scale"}], scale, stem)
+
+
+# ------------------------------------------------------------------ figures
+def render_fig1_masks(res: Path, scale: str) -> None:
+    torch.manual_seed(0)
+    cases = [("dropout", {}), ("qsd", {"n": 4, "cv": 0.0, "alpha": math.inf}), ("qsd", {}),
+             ("qsd", {"n": 8}), ("qsd", {"cv": 1.0}), ("qsd", {"alpha": 0.3}), ("qsd", {"mapping": "failure"})]
+    fig, axes = plt.subplots(len(cases), 1, figsize=(COLUMN_W, 1.0 * len(cases)), sharex=True)
+    rows = []
+    for ax, (name, params) in zip(axes, cases):
+        mod = build(name, rate=0.5, **params).train()
+        m = mod(torch.ones(400_000)).double()
+        exact = mod.moments() if name == "qsd" else {"mean": 1.0, "var": 1.0, "p_zero": 0.5}
+        label = "dropout" if name == "dropout" else "QSD " + ", ".join(
+            f"{k}={v}" for k, v in {"n": mod.n, "cv": mod.cv, "alpha": mod.alpha, "mapping": mod.mapping}.items())
+        nz = m[m > 0].numpy()
+        ax.hist(nz, bins=np.linspace(0, 4, 81), weights=np.full(len(nz), 1 / len(m)),
+                color=COLOURS[name], alpha=0.8)
+        ax.bar(0, (m == 0).double().mean().item(), width=0.05, color="k")
+        ax.set_title(label, loc="left", fontsize=7)
+        ax.set_ylabel("fraction")
+        sampled = {"mean": m.mean().item(), "var": m.var().item(), "p_zero": (m == 0).double().mean().item()}
+        ax.text(0.99, 0.9, f"var {sampled['var']:.3f} (exact {exact['var']:.3f})\n"
+                           f"P(m=0) {sampled['p_zero']:.3f} (exact {exact['p_zero']:.3f})",
+                transform=ax.transAxes, ha="right", va="top", fontsize=6)
+        rows.append({"mask": label, **{f"sampled_{k}": v for k, v in sampled.items()},
+                     **{f"exact_{k}": v for k, v in exact.items()}})
+    axes[-1].set_xlabel("mask value m (multiplies the unit's output); black bar: P(m = 0)")
+    save(fig, res, "fig1_masks", scale, "400,000 draws per mask, rate 0.5")
+    write_table(res, "fig1_masks", rows, scale, "Mask moments: sampled vs exact (rate 0.5)")
+
+
+def render_fig2_mlp_curves(res: Path, scale: str) -> None:
+    runs = {r["run"] for r in main_runs(read_csv(res / "runs.csv"), "mlp_mnist")}
+    curves = [c for c in read_csv(res / "curves.csv") if c["run"] in runs and c.get("test_error", "") != ""]
+    if not curves:
+        return _missing(res, "fig2_mlp_curves", scale, "mlp_mnist")
+    fig, ax = plt.subplots(figsize=(COLUMN_W, 2.4))
+    rows = []
+    for reg, rr in sorted(group(curves, lambda c: c["regulariser"]).items(), key=lambda kv: ordered([kv[0]])):
+        epochs = sorted({c["epoch"] for c in rr})
+        stats = [mean_ci([c["test_error"] for c in rr if c["epoch"] == e]) for e in epochs]
+        mean = np.array([s["mean"] for s in stats])
+        ax.plot(epochs, mean, color=COLOURS.get(reg), label=LABELS.get(reg, reg))
+        lo, hi = np.array([s["lo"] for s in stats]), np.array([s["hi"] for s in stats])
+        if not np.isnan(lo).all():
+            ax.fill_between(epochs, lo, hi, color=COLOURS.get(reg), alpha=0.2, lw=0)
+        rows += [{"regulariser": reg, "epoch": e, **s} for e, s in zip(epochs, stats)]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error (%)")
+    ax.set_yscale("log")
+    ax.legend(frameon=False)
+    save(fig, res, "fig2_mlp_curves", scale, "mean and 95% CI over seeds")
+    write_table(res, "fig2_mlp_curves", rows, scale, "MLP on MNIST: test error (%) by epoch")
+
+
+def render_fig3_mlp_rates(res: Path, scale: str) -> None:
+    runs = [r for r in read_csv(res / "runs.csv") if r["experiment"] == "mlp_mnist" and r["status"] == "completed"
+            and r["regulariser"] in ("dropout", "qsd") and r.get("rate_input") == 0.2 and is_default_qsd(r)]
+    if not runs:
+        return _missing(res, "fig3_mlp_rates", scale, "mlp_mnist rate sweep")
+    fig, ax = plt.subplots(figsize=(COLUMN_W, 2.4))
+    rows = []
+    for reg in ordered({r["regulariser"] for r in runs}):
+        rates = sorted({r["rate_hidden"] for r in runs if r["regulariser"] == reg})
+        stats = [mean_ci([r["test_metric"] for r in runs if r["regulariser"] == reg and r["rate_hidden"] == x]) for x in rates]
+        m = np.array([s["mean"] for s in stats])
+        err = np.array([[s["mean"] - s["lo"], s["hi"] - s["mean"]] for s in stats]).T
+        ax.errorbar(rates, m, yerr=None if np.isnan(err).all() else err, color=COLOURS[reg], label=LABELS[reg],
+                    marker="o", ms=3, capsize=3)
+        rows += [{"regulariser": reg, "rate_hidden": x, **s} for x, s in zip(rates, stats)]
+    ax.set_xlabel("hidden-layer rate r (input rate 0.2)")
+    ax.set_ylabel("final test error (%)")
+    ax.legend(frameon=False)
+    save(fig, res, "fig3_mlp_rates", scale, "mean and 95% CI over seeds")
+    write_table(res, "fig3_mlp_rates", rows, scale, "MLP on MNIST: final test error (%) by hidden rate")
+
+
+SPARSITY = [("zero_frac_example", "fraction of zero units"), ("hoyer", "Hoyer sparsity"), ("dead_frac", "dead units (fraction)")]
+
+
+def render_fig4_sparsity(res: Path, scale: str) -> None:
+    runs = {r["run"] for r in main_runs(read_csv(res / "runs.csv"), "mlp_mnist")}
+    sp = [s for s in read_csv(res / "sparsity.csv") if s["run"] in runs]
+    if not sp:
+        return _missing(res, "fig4_sparsity", scale, "mlp_mnist")
+    layers = sorted({s["layer"] for s in sp}, key=lambda x: (len(str(x)), str(x)))
+    regs = ordered({s["regulariser"] for s in sp})
+    fig, axes = plt.subplots(1, len(SPARSITY), figsize=(2 * COLUMN_W, 2.2))
+    rows = []
+    width = 0.8 / len(regs)
+    for ax, (key, label) in zip(axes, SPARSITY):
+        for j, reg in enumerate(regs):
+            stats = [mean_ci([s[key] for s in sp if s["regulariser"] == reg and s["layer"] == l]) for l in layers]
+            x = np.arange(len(layers)) + (j - (len(regs) - 1) / 2) * width
+            err = np.array([[s["mean"] - s["lo"], s["hi"] - s["mean"]] for s in stats]).T
+            ax.bar(x, [s["mean"] for s in stats], width, yerr=None if np.isnan(err).all() else err,
+                   color=COLOURS[reg], label=LABELS[reg], capsize=2)
+            rows += [{"measure": key, "layer": f"hidden {i + 1}", "regulariser": reg, **s} for i, s in enumerate(stats)]
+        ax.set_xticks(range(len(layers)), [f"hidden {i + 1}" for i in range(len(layers))])
+        ax.set_ylabel(label)
+    axes[0].legend(frameon=False)
+    save(fig, res, "fig4_sparsity", scale, "test set, masks off; mean and 95% CI over seeds")
+    diffs = []
+    for key, _ in SPARSITY:
+        for l in layers:
+            vals = by_reg([s for s in sp if s["layer"] == l], key)
+            if "dropout" in vals and "qsd" in vals:
+                d = paired_difference(vals["dropout"], vals["qsd"])
+                diffs.append({"measure": key, "layer": l, "qsd_minus_dropout": d["diff"], "boot_lo": d["lo"],
+                              "boot_hi": d["hi"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
+                              "n_pairs": d["n_pairs"], "verdict": verdict(d, lower_is_better=False).replace("better", "sparser").replace("worse", "less sparse")})
+    write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
+    write_table(res, "fig4_sparsity_diff", diffs, scale, "Sparsity: paired QSD - dropout differences")
+
+
+def render_fig5_weights(res: Path, scale: str) -> None:
+    runs = {r["run"] for r in main_runs(read_csv(res / "runs.csv"), "mlp_mnist") if r["regulariser"] in ("dropout", "qsd")}
+    w = [x for x in read_csv(res / "weights.csv") if x["run"] in runs]
+    ks = [k for k in read_csv(res / "weights_ks.csv") if k["experiment"] == "mlp_mnist"
+          and all(k.get(a) == b for a, b in MAIN["mlp_mnist"].items())]
+    if not w:
+        return _missing(res, "fig5_weights", scale, "mlp_mnist dropout + qsd")
+    layers = sorted({x["layer"] for x in w}, key=lambda x: (len(str(x)), str(x)))
+    fig, axes = plt.subplots(2, len(layers), figsize=(2 * COLUMN_W, 3.2))
+    rows = []
+    for col, layer in enumerate(layers):
+        for row, kind in enumerate(("weight", "bias")):
+            ax = axes[row, col]
+            param = f"{layer.replace('net.', 'net.')}.{kind}"
+            for reg in ("dropout", "qsd"):
+                sel = [x for x in w if x["layer"] == layer and x["kind"] == kind and x["regulariser"] == reg]
+                if not sel:
+                    continue
+                for x in sel:  # one outline per seed
+                    edges, counts = np.array(json.loads(x["hist_edges"])), np.array(json.loads(x["hist_counts"]))
+                    ax.stairs(counts / counts.sum() / np.diff(edges), edges, color=COLOURS[reg], alpha=0.6,
+                              label=LABELS[reg] if x is sel[0] else None)
+                rows.append({"layer": layer, "kind": kind, "regulariser": reg,
+                             "mean": mean_ci([x["mean"] for x in sel])["mean"], "sd": mean_ci([x["sd"] for x in sel])["mean"],
+                             "n_seeds": len(sel)})
+            kss = [k["ks"] for k in ks if k["param"] == param]
+            title = f"{layer} {kind}" + (f"\nKS {np.mean(kss):.3f}" if kss else "")
+            ax.set_title(title, fontsize=6)
+            if col == 0:
+                ax.set_ylabel("density")
+            if row == 1:
+                ax.set_xlabel("value")
+            for r in rows[-2:]:
+                if r["layer"] == layer and r["kind"] == kind:
+                    r["ks_mean_over_seeds"] = float(np.mean(kss)) if kss else math.nan
+    axes[0, 0].legend(frameon=False, fontsize=6)
+    save(fig, res, "fig5_weights", scale, "KS: two-sample statistic dropout vs QSD, mean over seeds")
+    write_table(res, "fig5_weights", rows, scale, "Trained weights and biases: mean, sd (averaged over seeds) and KS")
+
+
+CNN_EXPERIMENTS = [("cnn_mnist", "MNIST, plain"), ("cnn_fashion", "Fashion, plain"),
+                   ("cnn_fashion_extra", "Fashion, +BN+WD+aug"), ("wrn_cifar10", "CIFAR-10, WRN")]
+
+
+def _grouped_bars(res, scale, stem, experiments, value, ylabel, title, transform=lambda v: v):
+    runs = read_csv(res / "runs.csv")
+    present = [(e, lab) for e, lab in experiments if main_runs(runs, e)]
+    if not present:
+        return _missing(res, stem, scale, ", ".join(e for e, _ in experiments))
+    fig, axes = plt.subplots(1, len(present), figsize=(max(COLUMN_W, 1.6 * len(present)), 2.3), squeeze=False)
+    rows = []
+    for ax, (e, lab) in zip(axes[0], present):
+        vals = {reg: {s: transform(v) for s, v in d.items()} for reg, d in by_reg(main_runs(runs, e), value).items()}
+        rows += [{"experiment": e, **r} for r in _bar_panel(ax, vals, ylabel if ax is axes[0][0] else "")]
+        ax.set_title(lab)
+        lo = min(min(v.values()) for v in vals.values())
+        hi = max(max(v.values()) for v in vals.values())
+        ax.set_ylim(max(0, lo - 0.3 * (hi - lo + 1e-9)), hi + 0.3 * (hi - lo + 1e-9))
+    save(fig, res, stem, scale, "bars: mean and 95% CI; dots: seeds")
+    write_table(res, stem, rows, scale, title)
+
+
+def render_fig6_cnn(res: Path, scale: str) -> None:
+    _grouped_bars(res, scale, "fig6_cnn", CNN_EXPERIMENTS, "test_metric", "test error (%)", "CNN test error (%)")
+
+
+def render_fig7_lstm_lm(res: Path, scale: str) -> None:
+    runs = main_runs(read_csv(res / "runs.csv"), "lstm_ptb")
+    if not runs:
+        return _missing(res, "fig7_lstm_lm", scale, "lstm_ptb")
+    ids = {r["run"] for r in runs}
+    curves = [c for c in read_csv(res / "curves.csv") if c["run"] in ids]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(2 * COLUMN_W, 2.3))
+    rows = []
+    for reg, rr in group(curves, lambda c: c["regulariser"]).items():
+        epochs = sorted({c["epoch"] for c in rr})
+        stats = [mean_ci([c["valid_ppl"] for c in rr if c["epoch"] == e]) for e in epochs]
+        ax1.plot(epochs, [s["mean"] for s in stats], color=COLOURS.get(reg), label=LABELS.get(reg, reg))
+        lo, hi = np.array([s["lo"] for s in stats]), np.array([s["hi"] for s in stats])
+        if not np.isnan(lo).all():
+            ax1.fill_between(epochs, lo, hi, color=COLOURS.get(reg), alpha=0.2, lw=0)
+        rows += [{"regulariser": reg, "epoch": e, **{f"valid_ppl_{k}": v for k, v in s.items()}}
+                 for e, s in zip(epochs, stats)]
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("validation perplexity")
+    ax1.set_yscale("log")
+    ax1.legend(frameon=False)
+    test_rows = _bar_panel(ax2, by_reg(runs, "test_metric"), "test perplexity")
+    save(fig, res, "fig7_lstm_lm", scale, "mean and 95% CI over seeds")
+    write_table(res, "fig7_lstm_lm", [{"regulariser": r["regulariser"], "test_ppl_mean": r["mean"], "lo": r["lo"],
+                                       "hi": r["hi"], "n": r["n"]} for r in test_rows], scale, "LSTM LM on PTB: test perplexity")
+    write_table(res, "fig7_lstm_lm_curves", rows, scale, "LSTM LM on PTB: validation perplexity by epoch")
+
+
+def render_fig8_sentiment(res: Path, scale: str) -> None:
+    _grouped_bars(res, scale, "fig8_sentiment", [("lstm_imdb", "IMDB"), ("lstm_rt", "Rotten Tomatoes")],
+                  "test_metric", "test accuracy (%)", "LSTM sentiment: test accuracy (%)", lambda v: 100.0 - v)
+
+
+def render_fig9_sensitivity(res: Path, scale: str) -> None:
+    runs = [r for r in read_csv(res / "runs.csv") if r["experiment"] == "mlp_sensitivity" and r["status"] == "completed"]
+    if not runs:
+        return _missing(res, "fig9_sensitivity", scale, "mlp_sensitivity")
+    sp = group([s for s in read_csv(res / "sparsity.csv") if s["experiment"] == "mlp_sensitivity"], lambda s: s["run"])
+    for r in runs:
+        layers = sp.get(r["run"], [])
+        r["sparsity"] = float(np.mean([s["zero_frac_example"] for s in layers])) if layers else math.nan
+    drop = [r for r in runs if r["regulariser"] == "dropout"]
+    qsd = [r for r in runs if r["regulariser"] == "qsd"]
+    variants = group(qsd, lambda r: (r["n"], r["cv"], r["alpha"], r["mapping"]))
+    rows = [{"regulariser": "dropout", "n": "", "cv": "", "alpha": "", "mapping": "",
+             **{f"error_{k}": v for k, v in mean_ci([r["test_metric"] for r in drop]).items()},
+             "sparsity_mean": mean_ci([r["sparsity"] for r in drop])["mean"]}]
+    for (n, cv, alpha, mapping), rr in sorted(variants.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        rows.append({"regulariser": "qsd", "n": n, "cv": cv, "alpha": alpha, "mapping": mapping,
+                     **{f"error_{k}": v for k, v in mean_ci([r["test_metric"] for r in rr]).items()},
+                     "sparsity_mean": mean_ci([r["sparsity"] for r in rr])["mean"]})
+    fig, axes = plt.subplots(1, 3, figsize=(2 * COLUMN_W, 2.3))
+    grid = [r for r in rows if r["regulariser"] == "qsd" and r["alpha"] == 1.0 and r["mapping"] == "mean"]
+    ns, cvs = sorted({r["n"] for r in grid}), sorted({r["cv"] for r in grid})
+    for ax, key, label in ((axes[0], "error_mean", "test error (%)"), (axes[1], "sparsity_mean", "fraction of zero units")):
+        if ns and cvs:
+            img = np.full((len(cvs), len(ns)), np.nan)
+            for r in grid:
+                img[cvs.index(r["cv"]), ns.index(r["n"])] = r[key]
+            im = ax.imshow(img, origin="lower", aspect="auto", cmap="viridis")
+            ax.set_xticks(range(len(ns)), ns)
+            ax.set_yticks(range(len(cvs)), cvs)
+            ax.set_xlabel("release sites n")
+            ax.set_ylabel("quantal CV")
+            plt.colorbar(im, ax=ax, label=label)
+            for (i, j), v in np.ndenumerate(img):
+                if v == v:
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w")
+    ax = axes[2]
+    others = [r for r in rows if r["regulariser"] == "qsd" and (r["alpha"] != 1.0 or r["mapping"] != "mean")]
+    labels = [f"a={r['alpha']}" if r["mapping"] == "mean" else f"fail n={r['n']}" for r in others]
+    ax.errorbar(range(len(others)), [r["error_mean"] for r in others],
+                yerr=np.nan_to_num(np.array([[r["error_mean"] - r["error_lo"], r["error_hi"] - r["error_mean"]] for r in others]).T)
+                if others else None, fmt="o", color=COLOURS["qsd"], ms=3, capsize=2, label="QSD")
+    if drop:
+        ax.axhline(rows[0]["error_mean"], color=COLOURS["dropout"], label="dropout")
+    ax.set_xticks(range(len(others)), labels, rotation=45)
+    ax.set_ylabel("test error (%)")
+    ax.legend(frameon=False)
+    save(fig, res, "fig9_sensitivity", scale, "n x CV at alpha=1, mapping=mean; right: other alpha and the failure mapping")
+    write_table(res, "fig9_sensitivity", rows, scale, "QSD sensitivity (MLP, MNIST): test error (%) and mean zero fraction")
+
+
+EXPERIMENT_NAMES = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_mnist": "CNN / MNIST (error %)",
+                    "cnn_fashion": "CNN / Fashion-MNIST (error %)",
+                    "cnn_fashion_extra": "CNN+BN+WD+aug / Fashion-MNIST (error %)",
+                    "wrn_cifar10": "WRN / CIFAR-10 (error %)", "lstm_ptb": "LSTM LM / PTB (test perplexity)",
+                    "lstm_imdb": "LSTM / IMDB (error %)", "lstm_rt": "LSTM / Rotten Tomatoes (error %)"}
+
+
+def render_table1_summary(res: Path, scale: str) -> None:
+    runs = read_csv(res / "runs.csv")
+    rows = []
+    for e, label in EXPERIMENT_NAMES.items():
+        sel = main_runs(runs, e)
+        if not sel:
+            continue
+        vals = by_reg(sel, "test_metric")
+        row = {"experiment": label}
+        for reg in ordered(vals):
+            s = mean_ci(vals[reg].values())
+            row[reg] = f"{fmt(s['mean'])} ± {fmt(s['sd'])} (n={s['n']})"
+        if "dropout" in vals and "qsd" in vals:
+            d = paired_difference(vals["dropout"], vals["qsd"])
+            row["QSD - dropout"] = f"{fmt(d['diff'])} ({d['n_pairs']} pairs)"
+            row["bootstrap 95% CI"] = f"[{fmt(d['lo'])}, {fmt(d['hi'])}]"
+            row["paired t 95% CI"] = f"[{fmt(d['t_lo'])}, {fmt(d['t_hi'])}]"
+            row["verdict"] = verdict(d)
+        rows.append(row)
+    if not rows:
+        return _missing(res, "table1_summary", scale, "any experiment")
+    write_table(res, "table1_summary", rows, scale,
+                "Final test metric per regulariser (mean ± sd over seeds) and paired QSD - dropout difference "
+                "(negative = QSD better; verdict from the paired t interval, since bootstrap intervals over 3 seeds are too narrow)")
+
+
+def render_table2_cost(res: Path, scale: str) -> None:
+    path = res / "cost.json"
+    if not path.exists():
+        return _missing(res, "table2_cost", scale, "cost benchmark (run `make bench-cost`)")
+    cost = json.loads(path.read_text())
+    rows = [{"model": m, "regulariser": reg, **v} for m, regs in cost["models"].items() for reg, v in regs.items()]
+    write_table(res, "table2_cost", rows, scale,
+                f"Training-step time and saved-activation memory relative to dropout ({cost['device']}, "
+                f"{cost['threads']} threads, median of {cost['repeats']} steps)")
+
+
+RENDERERS = {name[len("render_"):]: fn for name, fn in globals().items() if name.startswith("render_")}

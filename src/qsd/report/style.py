@@ -1,0 +1,37 @@
+"""Plot style shared by every figure: one colour per regulariser, paper-column sizes, a footer
+stating the scale and commit."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLOURS = {"none": "#7f7f7f", "dropout": "#1f77b4", "gaussian": "#2ca02c", "qsd": "#d62728"}
+LABELS = {"none": "no dropout", "dropout": "dropout", "gaussian": "Gaussian dropout", "qsd": "QSD"}
+COLUMN_W = 3.5  # inches: one paper column
+plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+                     "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 150, "savefig.bbox": "tight",
+                     "axes.spines.top": False, "axes.spines.right": False})
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:
+    """Footer with scale and commit, then PNG + PDF."""
+    label = f"scale: {scale}" + (" (SMOKE: pipeline check only, numbers mean nothing)" if scale == "smoke" else "")
+    fig.text(0.01, -0.01, f"{label} | commit {git_commit()}{' | ' + note if note else ''}", fontsize=6,
+             color="#555555", va="top")
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{stem}.{ext}")
+    plt.close(fig)

@@ -1,0 +1,112 @@
+"""``qsd-reproduce``: run every sweep of ``experiments/*.yaml`` at one scale with Hydra's multirun
+(joblib launcher, ``--jobs`` parallel runs sharing the cores), collect, and render every figure and table.
+
+    qsd-reproduce --scale cpu --jobs 2            # what `make reproduce-all SCALE=cpu JOBS=2` runs
+    qsd-reproduce --scale cpu --render-only       # what `make figures` runs
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .io import write_text
+from .report.collect import collect
+from .report.figures import RENDERERS
+
+log = logging.getLogger("qsd.reproduce")
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = {"smoke": 2, "cpu": 3, "paper": 5}
+
+
+def manifests(directory: Path = ROOT / "experiments") -> list[dict]:
+    """Every figure/table manifest, in file-name order."""
+    out = []
+    for path in sorted(directory.glob("*.yaml")):
+        m = yaml.safe_load(path.read_text())
+        if m.get("render") not in RENDERERS:
+            raise ValueError(f"{path}: render must be one of {sorted(RENDERERS)}, got {m.get('render')!r}")
+        out.append(m)
+    return out
+
+
+def sweep_commands(scale: str, jobs: int, only: list[str] | None = None) -> list[list[str]]:
+    """One Hydra multirun command per distinct sweep (sweeps shared by figures run once)."""
+    seeds = ",".join(str(s) for s in range(SEEDS[scale]))
+    seen, cmds = set(), []
+    for m in manifests():
+        if only and m["id"] not in only:
+            continue
+        for sweep in m["sweeps"]:
+            if "scales" in sweep and scale not in sweep["scales"]:
+                continue
+            key = tuple(sweep["overrides"])
+            if key in seen:
+                continue
+            seen.add(key)
+            cmds.append([sys.executable, "-m", "qsd.train", "-m", f"scale={scale}", f"seed={seeds}", *sweep["overrides"],
+                         "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}", "train.progress=off"])
+    return cmds
+
+
+def thread_env(jobs: int) -> dict[str, str]:
+    """Split the cores among parallel runs instead of oversubscribing them."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def render(scale: str, results: Path) -> None:
+    """Draw every figure and table from the collected files in ``results/<scale>/``."""
+    out = results / scale
+    for m in manifests():
+        RENDERERS[m["render"]](out, scale)
+        log.info("rendered %s", m["id"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="qsd-reproduce", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=sorted(SEEDS), default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel runs (threads are split among them)")
+    ap.add_argument("--only", nargs="*", help="figure/table ids to run (default: all)")
+    ap.add_argument("--render-only", action="store_true", help="render from results/<scale>/ alone (no training, no collecting)")
+    ap.add_argument("--dry-run", action="store_true", help="print the sweep commands and stop")
+    ap.add_argument("--results", type=Path, default=ROOT / "results")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    if args.jobs < 1:
+        ap.error("--jobs must be >= 1")
+    runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve()
+    failed = []
+    if not args.render_only:
+        for cmd in sweep_commands(args.scale, args.jobs, args.only):
+            line = " ".join(cmd[2:])
+            if args.dry_run:
+                print(line)
+                continue
+            log.info("sweep: %s", line)
+            t0 = time.time()
+            if subprocess.run(cmd, env=thread_env(args.jobs), cwd=ROOT).returncode != 0:
+                failed.append(line)
+            log.info("sweep took %.0f s", time.time() - t0)
+        if args.dry_run:
+            return 0
+    if not args.render_only:
+        counts = collect(runs_root, args.scale, args.results / args.scale)
+        log.info("collected %d finished runs (%d in progress)", counts["finished"], counts["in_progress"])
+    render(args.scale, args.results)
+    if failed:
+        write_text(args.results / args.scale / "FAILED_SWEEPS.txt", "\n".join(failed) + "\n")
+        log.error("%d sweep(s) failed; see %s", len(failed), args.results / args.scale / "FAILED_SWEEPS.txt")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
