@@ -147,3 +147,18 @@ def test_wandb_logger_offline_and_broken(tiny_root, tmp_path, monkeypatch, caplo
     monkeypatch.setattr(wandb, "init", broken)
     assert fit(config(tiny_root, tmp_path / "broken", *SMALL, "logger=wandb"))["status"] == "completed"
     assert sum("wandb unavailable" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_paper_scale_composes_the_full_protocol_and_starts(tiny_root, tmp_path, experiment):
+    cfg = config(tiny_root, tmp_path, f"experiment={experiment}", "scale=paper")
+    full = {"mlp_mnist": ("model.widths", [1024, 1024]), "lstm_ptb": ("model.hidden", 650),
+            "wrn_cifar10": ("train.epochs", 200), "cnn_fashion": ("model.channels", [32, 64, 128])}
+    if experiment in full:
+        key, value = full[experiment]
+        section, name = key.split(".")
+        assert list(cfg[section][name]) == value if isinstance(value, list) else cfg[section][name] == value
+    assert cfg.data.limit_train is None
+    cfg = config(tiny_root, tmp_path, f"experiment={experiment}", "scale=paper", "train.max_steps=1",
+                 "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=8", "train.test_every_epoch=false")
+    assert fit(cfg)["status"] == "completed"

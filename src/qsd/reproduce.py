@@ -23,6 +23,7 @@ from .report.figures import RENDERERS
 log = logging.getLogger("qsd.reproduce")
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = {"smoke": 2, "cpu": 3, "paper": 5}
+BENCH_REPEATS = {"smoke": 3, "cpu": 30, "paper": 100}
 
 
 def manifests(directory: Path = ROOT / "experiments") -> list[dict]:
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--jobs must be >= 1")
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve()
     failed = []
+    (args.results / args.scale / "FAILED_SWEEPS.txt").unlink(missing_ok=True)
     if not args.render_only:
         for cmd in sweep_commands(args.scale, args.jobs, args.only):
             line = " ".join(cmd[2:])
@@ -97,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             log.info("sweep took %.0f s", time.time() - t0)
         if args.dry_run:
             return 0
+        for m in manifests():
+            if "bench" in m and (not args.only or m["id"] in args.only):
+                cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=args.results / args.scale)
+                                         for a in m["bench"])]
+                log.info("benchmark: %s", " ".join(cmd[1:]))
+                if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+                    failed.append(" ".join(cmd[1:]))
     if not args.render_only:
         counts = collect(runs_root, args.scale, args.results / args.scale)
         log.info("collected %d finished runs (%d in progress)", counts["finished"], counts["in_progress"])
