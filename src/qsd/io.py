@@ -1,6 +1,7 @@
 """Atomic file writes: a reader never sees a half-written file."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -11,8 +12,13 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class DiskFullError(OSError):
+    """No space left while writing; the file being replaced is intact."""
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it into place."""
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it into place.
+    On any failure the temporary file is removed and ``path`` keeps its previous content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -23,8 +29,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(e.errno, f"no space left on device while writing {path}; "
+                                         "files already on disk are unchanged; free some space and run again") from e
         raise
     return path
 

@@ -12,6 +12,10 @@ import hashlib
 import io
 import json
 import logging
+import os
+import socket
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -60,26 +64,100 @@ def write_summary(path: Path, summary: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``ckpt-last.pt``; the one it replaces becomes ``ckpt-prev.pt`` (two are kept)."""
+    """Write the new checkpoint completely (``ckpt-new.pt``) before touching the old ones, then
+    rotate: last -> prev, new -> last. A failure while writing leaves both old checkpoints as they were."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    last = path / "ckpt-last.pt"
+    new, last = path / "ckpt-new.pt", path / "ckpt-last.pt"
+    atomic_write(new, lambda f: f.write(buf.getvalue()))
     if last.exists():
         last.replace(path / "ckpt-prev.pt")
-    atomic_write(last, lambda f: f.write(buf.getvalue()))
+    new.replace(last)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint (last, else previous), loaded with ``weights_only=True``."""
-    for name in ("ckpt-last.pt", "ckpt-prev.pt"):
+    """The newest readable checkpoint (last, else previous), loaded with ``weights_only=True``;
+    None (and a warning if any checkpoint existed) when there is none to resume from."""
+    tried = []
+    for name in ("ckpt-last.pt", "ckpt-new.pt", "ckpt-prev.pt"):  # newest first, whatever a kill interrupted
         f = path / name
         if not f.exists():
             continue
         try:
-            return torch.load(f, map_location="cpu", weights_only=True)
+            state = torch.load(f, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 -- a damaged file of any kind: fall back
             log.warning("checkpoint %s is unreadable (%s); trying an older one", f, e)
+            tried.append(name)
+            continue
+        if tried:
+            log.warning("resuming from the older checkpoint %s", f.name)
+        return state
+    if tried:
+        log.warning("no usable checkpoint in %s; starting this run from scratch", path)
     return None
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete temporary files a killed writer left behind (they are never read)."""
+    for f in path.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+
+
+class RunLock:
+    """An exclusive claim on a run directory, safe across processes and machines that share the
+    results root: ``run.lock`` is created with O_EXCL. A lock is stale when its owner on this host
+    has died, or when it has not been refreshed (``heartbeat``) for ``stale_s`` seconds; a stale lock
+    is taken over by an atomic rename, so only one of several contenders wins it."""
+
+    def __init__(self, path: Path, stale_s: float | None = None):
+        self.file = path / "run.lock"
+        self.stale_s = stale_s if stale_s is not None else float(os.environ.get("QSD_LOCK_STALE_S", 6 * 3600))
+        self.held = False
+
+    def acquire(self) -> bool:
+        for _ in range(3):
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._stale():
+                    return False
+                try:  # only one contender's rename succeeds
+                    os.rename(self.file, self.file.with_name(f".run.lock.stale.{uuid.uuid4().hex}"))
+                except FileNotFoundError:
+                    pass
+                log.warning("took over a stale lock in %s", self.file.parent)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, f)
+            self.held = True
+            return True
+        return False
+
+    def _stale(self) -> bool:
+        try:
+            owner = json.loads(self.file.read_text())
+            age = time.time() - self.file.stat().st_mtime
+        except (OSError, ValueError):
+            return True  # unreadable or vanished: a half-created lock from a killed process
+        if age > self.stale_s:
+            return True
+        if owner.get("host") == socket.gethostname():
+            try:
+                os.kill(int(owner["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, KeyError, ValueError):
+                return False
+        return False
+
+    def heartbeat(self) -> None:
+        if self.held:
+            os.utime(self.file)
+
+    def release(self) -> None:
+        if self.held:
+            self.file.unlink(missing_ok=True)
+            self.held = False
 
 
 def save_config(path: Path, cfg: DictConfig) -> None:

@@ -42,6 +42,9 @@ def make_reg_factory(cfg: DictConfig):
     """``make_reg(slot, **overrides)``: the configured regulariser at ``rates[slot]``."""
     params = {k: v for k, v in OmegaConf.to_container(cfg.regulariser, resolve=True).items() if k != "name"}
     rates = OmegaConf.to_container(cfg.rates, resolve=True)
+    if "rate" in params:
+        raise ConfigError("regulariser.rate is not a setting: rates come per slot from `rates` "
+                          f"(e.g. rates.hidden=0.5; configured: {rates})")
 
     def make_reg(slot: str, **overrides) -> torch.nn.Module:
         if slot not in rates:
@@ -162,7 +165,8 @@ def evaluate_test(model, task: Task, cfg, device) -> tuple[dict, dict]:
 
 
 def fit(cfg: DictConfig) -> dict:
-    """Validate, build, train (resuming if possible) and record one run; returns its summary."""
+    """Validate, claim the run directory, train (resuming if possible) and record one run; returns
+    its summary. A run another process holds the lock of is skipped (status ``locked``)."""
     check_config(cfg)
     device = pick_device(cfg.device)
     root = str(data_root(cfg.paths.data))
@@ -173,11 +177,26 @@ def fit(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     task = build_task(cfg.data, cfg.train, cfg.seed, device, root)
     model = build_model_from(cfg, task.dims).to(device)
+    path.mkdir(parents=True, exist_ok=True)
+    lock = runstore.RunLock(path)
+    if not lock.acquire():
+        log.warning("%s is being trained by another process (see %s); skipping it here", path.name, lock.file)
+        return {"status": "locked", "identity": path.name}
+    try:
+        if runstore.is_finished(path):  # another process finished it while this one was building
+            return runstore.read_summary(path)
+        return _train(cfg, path, task, model, device, lock)
+    finally:
+        lock.release()
+
+
+def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, device: torch.device,
+           lock: runstore.RunLock) -> dict:
     opt, sched = build_optimiser(cfg, model)
     history: list[dict] = []
     start, wall_before = 0, 0.0
 
-    path.mkdir(parents=True, exist_ok=True)
+    runstore.remove_temporaries(path)
     runstore.save_config(path, cfg)
     ckpt = runstore.load_checkpoint(path)
     if ckpt is not None:
@@ -217,6 +236,7 @@ def fit(cfg: DictConfig) -> dict:
             "epoch": epoch + 1, "history": history, "wall_s": row["wall_s"], "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         })
+        lock.heartbeat()
 
     summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
                "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
