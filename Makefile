@@ -30,8 +30,11 @@ figures: setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ 
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 tests
 
-bench: setup  ## speed benchmarks: print ratios, write results/bench/*.json
+bench: data  ## speed benchmarks: print ratios, write results/bench/*.json
 	$(BIN)/python benchmarks/bench_regularisers.py
+	$(BIN)/python benchmarks/bench_step.py --out results/bench/step.json
+	$(BIN)/python benchmarks/bench_trainer.py
+	$(BIN)/python benchmarks/bench_jobs.py
 
 clean:  ## remove run outputs (keeps data and the venv)
 	rm -rf outputs multirun
