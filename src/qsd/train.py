@@ -26,6 +26,7 @@ from .data import DataError, data_root
 from .logger import WandbLogger
 from .metrics import record_sparsity, weight_summary
 from .models import MODELS, build_model
+from .provenance import git_commit
 from .regularisers import build as build_regulariser
 from .tasks import Task, build_task
 
@@ -241,7 +242,8 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
     summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
                "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
                "device": str(device), "wall_s": wall_before + time.time() - t0,
-               "versions": {"qsd": __version__, "torch": torch.__version__, "python": platform.python_version()}}
+               "versions": {"qsd": __version__, "commit": git_commit(), "torch": torch.__version__,
+                            "python": platform.python_version()}}
     if status == "completed":
         test, sparsity = evaluate_test(model, task, cfg, device)
         summary.update({f"test_{k}": v for k, v in test.items() if k != "diverged"})

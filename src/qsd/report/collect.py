@@ -71,7 +71,8 @@ def collect(runs_root: Path, scale: str, out: Path) -> dict[str, int]:
         base = {**_flat_config(cfg), "run": path.name, "status": summary["status"]}
         row = {**base, "metric": summary.get("metric", ""), "test_metric": summary.get(f"test_{summary.get('metric')}", ""),
                "test_loss": summary.get("test_loss", ""), "epochs_done": summary.get("epochs_done", ""),
-               "wall_s": summary.get("wall_s", ""), "device": summary.get("device", "")}
+               "wall_s": summary.get("wall_s", ""), "device": summary.get("device", ""),
+               "commit": (summary.get("versions") or {}).get("commit", "unknown")}
         for k, v in (summary.get("final_valid") or {}).items():
             row[f"valid_{k}"] = v
         runs.append(row)

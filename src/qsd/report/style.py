@@ -2,10 +2,12 @@
 stating the scale and commit."""
 from __future__ import annotations
 
-import subprocess
+import csv
 from pathlib import Path
 
 import matplotlib
+
+from ..provenance import git_commit
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -18,18 +20,20 @@ plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "
                      "axes.spines.top": False, "axes.spines.right": False})
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def provenance(out: Path) -> str:
+    """'runs at <commits>, drawn at <commit>' for the runs collected in ``out``."""
+    commits = set()
+    if (out / "runs.csv").exists():
+        with open(out / "runs.csv", newline="") as f:
+            commits = {row.get("commit") or "unknown" for row in csv.DictReader(f)}
+    runs = ", ".join(sorted(commits)) or "none"
+    return f"runs at commit {runs}; drawn at commit {git_commit()}"
 
 
 def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:
-    """Footer with scale and commit, then PNG + PDF."""
+    """Footer with scale and provenance, then PNG + PDF."""
     label = f"scale: {scale}" + (" (SMOKE: pipeline check only, numbers mean nothing)" if scale == "smoke" else "")
-    fig.text(0.01, -0.01, f"{label} | commit {git_commit()}{' | ' + note if note else ''}", fontsize=6,
+    fig.text(0.01, -0.01, f"{label} | {provenance(out)}{' | ' + note if note else ''}", fontsize=6,
              color="#555555", va="top")
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
