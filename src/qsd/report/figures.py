@@ -77,27 +77,27 @@ def render_fig1_masks(res: Path, scale: str) -> None:
     torch.manual_seed(0)
     cases = [("dropout", {}), ("qsd", {"n": 4, "cv": 0.0, "alpha": math.inf}), ("qsd", {}),
              ("qsd", {"n": 8}), ("qsd", {"cv": 1.0}), ("qsd", {"alpha": 0.3}), ("qsd", {"mapping": "failure"})]
-    fig, axes = plt.subplots(len(cases), 1, figsize=(COLUMN_W, 1.0 * len(cases)), sharex=True)
+    fig, axes = plt.subplots(len(cases), 1, figsize=(COLUMN_W, 0.95 * len(cases)), sharex=True, layout="constrained")
     rows = []
     for ax, (name, params) in zip(axes, cases):
         mod = build(name, rate=0.5, **params).train()
         m = mod(torch.ones(400_000)).double()
         exact = mod.moments() if name == "qsd" else {"mean": 1.0, "var": 1.0, "p_zero": 0.5}
-        label = "dropout" if name == "dropout" else "QSD " + ", ".join(
-            f"{k}={v}" for k, v in {"n": mod.n, "cv": mod.cv, "alpha": mod.alpha, "mapping": mod.mapping}.items())
+        label = "dropout" if name == "dropout" else \
+            f"QSD n={mod.n}, CV={mod.cv}, \u03b1={mod.alpha:g}, {mod.mapping} mapping"
         nz = m[m > 0].numpy()
-        ax.hist(nz, bins=np.linspace(0, 4, 81), weights=np.full(len(nz), 1 / len(m)),
-                color=COLOURS[name], alpha=0.8)
-        ax.bar(0, (m == 0).double().mean().item(), width=0.05, color="k")
-        ax.set_title(label, loc="left", fontsize=7)
-        ax.set_ylabel("fraction")
+        bins = np.linspace(0, 4, 81)
+        ax.hist(nz, bins=bins, weights=np.full(len(nz), 1 / (len(m) * (bins[1] - bins[0]))), color=COLOURS[name])
         sampled = {"mean": m.mean().item(), "var": m.var().item(), "p_zero": (m == 0).double().mean().item()}
-        ax.text(0.99, 0.9, f"var {sampled['var']:.3f} (exact {exact['var']:.3f})\n"
-                           f"P(m=0) {sampled['p_zero']:.3f} (exact {exact['p_zero']:.3f})",
+        ax.text(0.01, 0.95, label, transform=ax.transAxes, ha="left", va="top", fontsize=6, weight="bold")
+        ax.text(0.99, 0.7, f"var {sampled['var']:.3f} (exact {exact['var']:.3f})\n"
+                            f"P(m=0) {sampled['p_zero']:.3f} (exact {exact['p_zero']:.3f})",
                 transform=ax.transAxes, ha="right", va="top", fontsize=6)
+        ax.set_ylabel("density", fontsize=6)
+        ax.set_ylim(0, 1.8 * max(ax.get_ylim()[1], 1e-9))
         rows.append({"mask": label, **{f"sampled_{k}": v for k, v in sampled.items()},
                      **{f"exact_{k}": v for k, v in exact.items()}})
-    axes[-1].set_xlabel("mask value m (multiplies the unit's output); black bar: P(m = 0)")
+    axes[-1].set_xlabel("mask value m > 0 (multiplies the unit's output; P(m = 0) given as text)")
     save(fig, res, "fig1_masks", scale, "400,000 draws per mask, rate 0.5")
     write_table(res, "fig1_masks", rows, scale, "Mask moments: sampled vs exact (rate 0.5)")
 
