@@ -212,8 +212,9 @@ def render_fig5_weights(res: Path, scale: str) -> None:
                              "mean": mean_ci([x["mean"] for x in sel])["mean"], "sd": mean_ci([x["sd"] for x in sel])["mean"],
                              "n_seeds": len(sel)})
             kss = [k["ks"] for k in ks if k["param"] == param]
-            title = f"{layer} {kind}" + (f"\nKS {np.mean(kss):.3f}" if kss else "")
+            title = f"layer {col + 1} {'weights' if kind == 'weight' else 'biases'}" + (f", KS {np.mean(kss):.3f}" if kss else "")
             ax.set_title(title, fontsize=6)
+            ax.locator_params(axis="x", nbins=4)
             if col == 0:
                 ax.set_ylabel("density")
             if row == 1:
@@ -317,12 +318,14 @@ def render_fig9_sensitivity(res: Path, scale: str) -> None:
             ax.set_xlabel("release sites n")
             ax.set_ylabel("quantal CV")
             plt.colorbar(im, ax=ax, label=label)
+            mid = np.nanmean(img)
             for (i, j), v in np.ndenumerate(img):
                 if v == v:
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w")
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="k" if v > mid else "w")
     ax = axes[2]
-    others = [r for r in rows if r["regulariser"] == "qsd" and (r["alpha"] != 1.0 or r["mapping"] != "mean")]
-    labels = [f"a={r['alpha']}" if r["mapping"] == "mean" else f"fail n={r['n']}" for r in others]
+    others = sorted((r for r in rows if r["regulariser"] == "qsd" and (r["alpha"] != 1.0 or r["mapping"] != "mean")),
+                    key=lambda r: (r["mapping"] != "mean", float(r["alpha"]), r["n"]))
+    labels = [f"\u03b1={r['alpha']}" if r["mapping"] == "mean" else f"failure, n={r['n']}" for r in others]
     ax.errorbar(range(len(others)), [r["error_mean"] for r in others],
                 yerr=np.nan_to_num(np.array([[r["error_mean"] - r["error_lo"], r["error_hi"] - r["error_mean"]] for r in others]).T)
                 if others else None, fmt="o", color=COLOURS["qsd"], ms=3, capsize=2, label="QSD")

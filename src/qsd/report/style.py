@@ -17,7 +17,8 @@ LABELS = {"none": "no dropout", "dropout": "dropout", "gaussian": "Gaussian drop
 COLUMN_W = 3.5  # inches: one paper column
 plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
                      "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 150, "savefig.bbox": "tight",
-                     "axes.spines.top": False, "axes.spines.right": False})
+                     "axes.spines.top": False, "axes.spines.right": False,
+                     "figure.constrained_layout.use": True})
 
 
 def provenance(out: Path) -> str:
