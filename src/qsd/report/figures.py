@@ -175,11 +175,11 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
     save(fig, res, "fig4_sparsity", scale, "test set, masks off; mean and 95% CI over seeds")
     diffs = []
     for key, _ in SPARSITY:
-        for l in layers:
+        for i, l in enumerate(layers):
             vals = by_reg([s for s in sp if s["layer"] == l], key)
             if "dropout" in vals and "qsd" in vals:
                 d = paired_difference(vals["dropout"], vals["qsd"])
-                diffs.append({"measure": key, "layer": l, "qsd_minus_dropout": d["diff"], "boot_lo": d["lo"],
+                diffs.append({"measure": key, "layer": f"hidden {i + 1}", "qsd_minus_dropout": d["diff"], "boot_lo": d["lo"],
                               "boot_hi": d["hi"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
                               "n_pairs": d["n_pairs"], "verdict": verdict(d, lower_is_better=False).replace("better", "sparser").replace("worse", "less sparse")})
     write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
