@@ -68,6 +68,16 @@ def _bar_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dic
     return rows
 
 
+def plain_log_axis(ax) -> None:
+    """Log scale with plain numbers (2, 3, 4) rather than 2 x 10^0."""
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+
+
 def _missing(res: Path, stem: str, scale: str, what: str) -> None:
     write_table(res, stem, [{"status": f"no completed runs for {what} at this scale"}], scale, stem)
 
@@ -120,7 +130,7 @@ def render_fig2_mlp_curves(res: Path, scale: str) -> None:
         rows += [{"regulariser": reg, "epoch": e, **s} for e, s in zip(epochs, stats)]
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
-    ax.set_yscale("log")
+    plain_log_axis(ax)
     ax.legend(frameon=False)
     save(fig, res, "fig2_mlp_curves", scale, "mean and 95% CI over seeds")
     write_table(res, "fig2_mlp_curves", rows, scale, "MLP on MNIST: test error (%) by epoch")
@@ -272,7 +282,7 @@ def render_fig7_lstm_lm(res: Path, scale: str) -> None:
                  for e, s in zip(epochs, stats)]
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("validation perplexity")
-    ax1.set_yscale("log")
+    plain_log_axis(ax1)
     ax1.legend(frameon=False)
     test_rows = _bar_panel(ax2, by_reg(runs, "test_metric"), "test perplexity")
     save(fig, res, "fig7_lstm_lm", scale, "mean and 95% CI over seeds")
