@@ -44,6 +44,23 @@ def test_experiments_put_regulariser_where_the_recipe_says(tiny_root, tmp_path):
     assert [r.rate for r in regs] == [0.2, 0.5, 0.5]
 
 
+def interrupt_after_checkpoint(cfg, n: int, monkeypatch) -> None:
+    """Run ``fit(cfg)`` until its n-th checkpoint is written, then interrupt it (a simulated kill)."""
+    real_save = runstore.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt(f"simulated kill after checkpoint {n}")
+
+    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg)
+    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+
+
 def test_completed_run_is_not_redone(tiny_root, tmp_path):
     cfg = config(tiny_root, tmp_path, *SMALL)
     first = fit(cfg)
@@ -56,20 +73,8 @@ def test_resume_after_a_kill_gives_identical_metrics(tiny_root, tmp_path, monkey
     cfg_a = config(tiny_root, tmp_path / "a", *overrides)
     whole = fit(cfg_a)
 
-    calls = {"n": 0}
-    real_save = runstore.save_checkpoint
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated kill after the epoch-2 checkpoint")
-
-    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
     cfg_b = config(tiny_root, tmp_path / "b", *overrides)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg_b)
-    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+    interrupt_after_checkpoint(cfg_b, 2, monkeypatch)
     resumed = fit(cfg_b)
     strip = lambda s: {k: v for k, v in s.items() if k not in ("wall_s",)}
     assert strip(resumed) == strip(whole)

@@ -12,7 +12,7 @@ import torch
 from qsd import io as qio
 from qsd import runstore
 from qsd.train import fit
-from tests.test_train import SMALL, config
+from tests.test_train import SMALL, config, interrupt_after_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 THREE = ["model.widths=[16]", "train.epochs=3", "train.max_steps=null"]
@@ -21,19 +21,7 @@ THREE = ["model.widths=[16]", "train.epochs=3", "train.max_steps=null"]
 def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tiny_root, tmp_path, monkeypatch, caplog):
     reference = fit(config(tiny_root, tmp_path / "ref", *SMALL, *THREE))
     cfg = config(tiny_root, tmp_path / "run", *SMALL, *THREE)
-    calls = {"n": 0}
-    real = runstore.save_checkpoint
-
-    def save_then_die(path, state):
-        real(path, state)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg)
-    monkeypatch.setattr(runstore, "save_checkpoint", real)
+    interrupt_after_checkpoint(cfg, 2, monkeypatch)
     last = runstore.run_dir(cfg) / "ckpt-last.pt"
     last.write_bytes(last.read_bytes()[:1000])
     resumed = fit(cfg)
