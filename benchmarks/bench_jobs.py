@@ -6,7 +6,6 @@ JOBS=2, each on a fresh runs root; threads are split among parallel runs by ``qs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

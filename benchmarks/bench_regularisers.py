@@ -8,7 +8,6 @@ alike; the ratio of medians is printed last and written to results/bench/regular
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path

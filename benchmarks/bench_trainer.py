@@ -10,7 +10,6 @@ printed last and written to results/bench/trainer.json. Needs `qsd-data fetch mn
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import struct
 import tempfile

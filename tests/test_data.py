@@ -1,7 +1,6 @@
 """The data layer on tiny generated files in the real on-disk formats; nothing touches the network."""
 import gzip
 import hashlib
-import json
 import pickle
 import struct
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from qsd.data import DataError, ImageBatches, LMBatches, TextBatches, fetch, info, load, sources, store
+from qsd.data import DataError, ImageBatches, LMBatches, TextBatches, fetch, info, load, sources
 from qsd.data import formats, safe_pickle
 from qsd.data.cli import main as cli
 from qsd.data.text import EOS, PAD, UNK, Vocab, batchify, bptt_windows, lm_tokens, pad_batch, tokenize

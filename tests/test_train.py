@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from qsd import runstore
-from qsd.train import CONFIG_DIR, ConfigError, fit
+from qsd.train import CONFIG_DIR, fit
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
 SMALL = ["scale=smoke", "data.limit_train=null", "data.limit_eval=null", "train.max_steps=2", "train.epochs=1"]

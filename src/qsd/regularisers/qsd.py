@@ -9,8 +9,8 @@ Each unit's output is multiplied by a normalised quantal response instead of a B
 The p_j are fixed quantiles of a Beta distribution with mean pbar and shape ``alpha``
 (``alpha=inf``: all p_j = pbar). ``mapping`` ties pbar to the dropout rate r: "mean" sets
 pbar = 1 - r; "failure" makes the all-sites-fail probability prod_j (1 - p_j) equal r.
-With n=1, cv=0 the mask is exactly inverted dropout. See ``docs`` in the README for which of
-these choices are ours rather than the paper's.
+With n=1, cv=0 the mask is exactly inverted dropout. The README says which of these
+choices are ours rather than the paper's.
 """
 from __future__ import annotations
 

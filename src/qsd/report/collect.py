@@ -9,10 +9,8 @@ import csv
 import io
 import json
 import logging
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from scipy import stats

@@ -209,7 +209,7 @@ def render_fig5_weights(res: Path, scale: str) -> None:
     for col, layer in enumerate(layers):
         for row, kind in enumerate(("weight", "bias")):
             ax = axes[row, col]
-            param = f"{layer.replace('net.', 'net.')}.{kind}"
+            param = f"{layer}.{kind}"
             for reg in ("dropout", "qsd"):
                 sel = [x for x in w if x["layer"] == layer and x["kind"] == kind and x["regulariser"] == reg]
                 if not sel:
