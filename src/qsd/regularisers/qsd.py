@@ -11,6 +11,10 @@ The p_j are fixed quantiles of a Beta distribution with mean pbar and shape ``al
 pbar = 1 - r; "failure" makes the all-sites-fail probability prod_j (1 - p_j) equal r.
 With n=1, cv=0 the mask is exactly inverted dropout. The README says which of these
 choices are ours rather than the paper's.
+
+Sampling: by default each mask element is a counter-based function of (seed, index), evaluated by
+a compiled CPU kernel (``qsd_cpu``) or a fused Triton kernel on CUDA (``qsd_cuda``);
+``backend="torch"`` uses plain torch ops instead (any device, same distribution).
 """
 from __future__ import annotations
 
@@ -23,9 +27,11 @@ from torch import nn
 
 from . import checks
 from .masks import mask_shape
+from .qsd_cpu import qsd_mask_cpu
 from .registry import register
 
 MAPPINGS = ("mean", "failure")
+BACKENDS = ("kernel", "torch")
 _P_EPS = 1e-6  # site probabilities are clipped inside [eps, 1 - eps]
 
 
@@ -81,35 +87,23 @@ def mask_moments(p: np.ndarray, cv: float) -> dict[str, float]:
     }
 
 
-def sample_mask(
-    shape: tuple[int, ...],
-    thresholds: torch.Tensor,
-    cv: float,
-    scale: float,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Draw a QSD mask of ``shape``: one uniform per element -> K through the cumulative table
-    ``thresholds`` (P(K <= k), k = 0..n-1), then A ~ Gamma(K / cv^2, cv^2) where K > 0, times ``scale``
-    (= 1 / sum_j p_j). Works in float32 and casts to ``dtype`` at the end."""
-    u = torch.rand(shape, device=device)
-    k = torch.bucketize(u, thresholds.to(u.device), out_int32=True, right=True)
+def sample_mask_torch(shape: tuple[int, ...], thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
+    """The portable sampler, in plain torch ops on ``thresholds``' device and torch's generator:
+    one uniform per element -> K through the table ``thresholds`` (P(K <= k), k = 0..n-1), then
+    A ~ Gamma(K / cv^2, cv^2) where K > 0, times ``scale`` (= 1 / sum_j p_j). Same distribution as
+    the counter-based kernels, different random stream; float32."""
+    u = torch.rand(shape, device=thresholds.device)
+    k = torch.bucketize(u, thresholds, out_int32=True, right=True)
     if cv == 0.0:
-        return k.to(torch.float32).mul_(scale).to(dtype)
+        return k.to(torch.float32).mul_(scale)
     concentration = k.clamp_min(1).to(torch.float32).mul_(1.0 / (cv * cv))
-    a = standard_gamma(concentration)
-    return a.mul_(cv * cv * scale).masked_fill_(k == 0, 0.0).to(dtype)
+    return torch._standard_gamma(concentration).mul_(cv * cv * scale).masked_fill_(k == 0, 0.0)
 
 
-def standard_gamma(concentration: torch.Tensor) -> torch.Tensor:
-    """Gamma(concentration, 1) draws. On the CPU through numpy's generator (about twice as fast as
-    ``torch._standard_gamma`` there), seeded from torch's global generator so that
-    ``torch.manual_seed`` still fixes the result; elsewhere torch's own sampler."""
-    if concentration.device.type != "cpu":
-        return torch._standard_gamma(concentration)
-    seed = int(torch.randint(0, 2**62, (1,)).item())
-    rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.standard_gamma(concentration.numpy(), dtype=np.float32))
+def draw_seed() -> int:
+    """A 63-bit key for the counter-based kernels, from torch's global generator (so that
+    ``torch.manual_seed`` fixes every mask and checkpoints restore the stream)."""
+    return int(torch.empty((), dtype=torch.int64).random_().item())
 
 
 @register("qsd")
@@ -123,6 +117,9 @@ class QSD(nn.Module):
         alpha: Beta shape of release-probability heterogeneity (> 0, or inf = homogeneous).
         mapping: "mean" (pbar = 1 - r) or "failure" (P(all sites fail) = r).
         granularity: "unit" (one mask value per element) or "channel" (per example and channel).
+        backend: "kernel" (default): the counter-based sampler, compiled for the CPU (numba) and
+            fused into one Triton kernel on CUDA that stores no mask; other devices fall back to
+            "torch": plain torch ops with torch's generator (same distribution, other stream).
     """
 
     def __init__(
@@ -133,6 +130,7 @@ class QSD(nn.Module):
         alpha: float = 1.0,
         mapping: str = "mean",
         granularity: str = "unit",
+        backend: str = "kernel",
     ):
         super().__init__()
         self.rate = checks.rate(rate)
@@ -145,6 +143,7 @@ class QSD(nn.Module):
             raise ValueError(f"alpha must be > 0 or inf, got {alpha!r}")
         self.mapping = checks.choice(mapping, "mapping", MAPPINGS)
         self.granularity = checks.choice(granularity, "granularity", checks.GRANULARITIES)
+        self.backend = checks.choice(backend, "backend", BACKENDS)
 
         p = site_probs(self.rate, self.n, self.alpha, self.mapping)
         cdf = np.cumsum(release_count_pmf(p))[:-1]
@@ -152,6 +151,7 @@ class QSD(nn.Module):
         self._scale = 1.0 / float(np.sum(p))
         self.register_buffer("site_probs", torch.tensor(p, dtype=torch.float64), persistent=False)
         self.register_buffer("thresholds", torch.tensor(cdf, dtype=torch.float32), persistent=False)
+        self._thresholds_np = self.thresholds.numpy()
 
     def moments(self) -> dict[str, float]:
         """Exact ``{"mean", "var", "p_zero"}`` of the mask this module samples."""
@@ -160,11 +160,22 @@ class QSD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
             return x
-        m = sample_mask(mask_shape(x, self.granularity), self.thresholds, self.cv, self._scale, x.dtype, x.device)
-        return x * m
+        shape = mask_shape(x, self.granularity)
+        device = x.device.type
+        thresholds = self.thresholds.float()
+        if self.backend == "torch" or device not in ("cpu", "cuda"):
+            return x * sample_mask_torch(shape, thresholds, self.cv, self._scale).to(x.dtype)
+        seed = draw_seed()
+        if device == "cpu":
+            return x * qsd_mask_cpu(shape, seed, self._thresholds_np, self.cv, self._scale).to(x.dtype)
+        from . import qsd_cuda  # Triton is imported only where there is a GPU
+
+        if shape == tuple(x.shape):
+            return qsd_cuda.QSDMultiply.apply(x, seed, thresholds, self.cv, self._scale)
+        return x * qsd_cuda.qsd_mask(shape, seed, thresholds, self.cv, self._scale).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
             f"rate={self.rate}, n={self.n}, cv={self.cv}, alpha={self.alpha}, "
-            f"mapping={self.mapping}, granularity={self.granularity}"
+            f"mapping={self.mapping}, granularity={self.granularity}, backend={self.backend}"
         )
