@@ -24,6 +24,7 @@ CASES = {
     "qsd": {},
     "qsd_cv0": {"cv": 0.0},
     "qsd_n1_cv0": {"n": 1, "cv": 0.0},
+    "qsd_torch": {"backend": "torch"},  # the portable sampler, for comparison with the kernels
 }
 
 

@@ -81,14 +81,15 @@ class TextBatches:
     """Length-bucketed padded batches of reviews: ((B, T) ids, (B,) lengths), (B,) labels.
 
     Examples are shuffled, grouped in pools of 50 batches, sorted by length inside a pool (little
-    padding), cut into batches, and the batch order is shuffled again."""
+    padding), cut into batches, and the batch order is shuffled again. All reviews are padded once,
+    on the device; a batch is one gather there (lengths stay on the CPU, for packing)."""
 
     def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, y: torch.Tensor, batch_size: int,
                  max_len: int, device: torch.device | str, shuffle: bool = True, seed: int = 0, pad_id: int = 0):
-        self.seqs = [ids[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
-        self.lengths = torch.tensor([min(len(s), max_len) for s in self.seqs])
-        self.y, self.batch_size, self.max_len, self.device = y, batch_size, max_len, device
-        self.shuffle, self.seed, self.pad_id, self.epoch = shuffle, seed, pad_id, 0
+        seqs = [ids[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+        self.lengths = torch.tensor([min(len(s), max_len) for s in seqs])  # the sort key
+        self.padded, self.y = pad_batch(seqs, max_len, pad_id)[0].to(device), y.to(device)
+        self.batch_size, self.device, self.shuffle, self.seed, self.epoch = batch_size, device, shuffle, seed, 0
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
@@ -103,6 +104,7 @@ class TextBatches:
             batches.extend(pool.split(self.batch_size))
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-        for idx in batches:
-            x, lengths = pad_batch([self.seqs[i] for i in idx.tolist()], self.max_len, self.pad_id)
-            yield (x.to(self.device), lengths), self.y[idx].to(self.device)
+        on_device = torch.cat(batches).to(self.device).split([len(b) for b in batches])
+        for idx, idx_device in zip(batches, on_device):
+            lengths = self.lengths[idx].clamp_min(1)
+            yield (self.padded[idx_device, : int(lengths.max())], lengths), self.y[idx_device]
