@@ -3,6 +3,8 @@ element index), the Triton kernel against the CPU kernel (interpreted on the CPU
 where there is a GPU), and the portable torch backend against both in distribution."""
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +65,22 @@ def test_mask_is_a_function_of_seed_and_index_only(params):
     assert not torch.equal(_mask((100_000,), seed + 1, **params), full)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_cpu_kernel_works_in_a_forked_child():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # make sure the parent has started its thread pool
+    try:
+        parent = _mask((200_000,), 5, rate=0.5)
+        pid = os.fork()
+        if pid == 0:  # the child: same mask, from a pool of its own (the parent's threads are gone)
+            signal.alarm(60)  # a child stuck waiting on the parent's pool dies instead of hanging
+            os._exit(0 if torch.equal(_mask((200_000,), 5, rate=0.5), parent) else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_triton_kernel_matches_cpu_kernel_interpreted():
     cases = [{"params": p, "seed": s, "shape": [5_003]} for p in CASES for s in (3, 2**33 + 5)]
     helper = Path(__file__).with_name("qsd_triton_interpreted.py")
@@ -92,7 +110,7 @@ def test_cuda_kernel_matches_cpu_kernel(params):
     from qsd.regularisers import qsd_cuda
 
     got = qsd_cuda.qsd_mask(shape, seed, mod.thresholds, mod.cv, mod._scale).cpu()
-    assert torch.isclose(ref, got, rtol=1e-5, atol=1e-6).double().mean().item() > 1 - 1e-5
+    assert torch.isclose(ref, got, rtol=1e-5, atol=1e-6).double().mean().item() > 1 - 1e-4  # approx. log/cos on GPU
 
 
 @CUDA

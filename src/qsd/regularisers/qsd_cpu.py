@@ -5,9 +5,11 @@ Every element i of a mask drawn with key ``seed`` is a pure function of (seed, i
     w0..w3 = Philox4x32-10(counter=(lo(i), hi(i), 0, 0), key=(lo(seed), hi(seed)))
     u0 = (w0 >> 8) / 2^24                       -> K = #{k : P(K <= k) <= u0}   (inverse CDF)
     K = 0: m = 0;   cv = 0: m = K * scale
-    else A ~ Gamma(K / cv^2) by Marsaglia-Tsang; round r uses w1..w3 of the counter (i, r, 0)
-         (round 0: the same block as u0); shapes below 1 are boosted with U^(1/a), U from w0 of
-         the counter (i, 0, 1);   m = A * cv^2 * scale.
+    else A ~ Gamma(K / cv^2) by Marsaglia-Tsang (2000): proposal r = 0, 1, ... uses the words
+         w1, w2, w3 of the counter (lo(i), hi(i), r, 0) (r = 0: the block above), a Box-Muller
+         normal from u1 = ((w1 >> 8) + 1) / 2^24 and u2 = (w2 >> 8) / 2^24, accepted or not with
+         u3 = (w3 >> 8) / 2^24; a shape a < 1 is drawn as Gamma(a + 1) * U^(1/a), U from w0 of
+         the counter (lo(i), hi(i), 0, 1);   m = A * cv^2 * scale.
 
 The CUDA kernel in ``qsd_cuda`` evaluates the same function, so a seed gives the same mask on
 either device (up to float rounding) and the backward pass can regenerate the mask rather than
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -161,3 +164,6 @@ def qsd_mask_cpu(shape: tuple[int, ...], seed: int, thresholds: np.ndarray, cv: 
 @functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="qsd-mask")
+
+
+os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the parent's threads
