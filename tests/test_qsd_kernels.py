@@ -67,14 +67,16 @@ def test_mask_is_a_function_of_seed_and_index_only(params):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_cpu_kernel_works_in_a_forked_child():
+    mod = build("qsd", rate=0.5)
+    args = ((200_000,), 5, mod.thresholds.numpy(), mod.cv, mod._scale)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # make sure the parent has started its thread pool
     try:
-        parent = _mask((200_000,), 5, rate=0.5)
+        parent = qsd_mask_cpu(*args).numpy()
         pid = os.fork()
-        if pid == 0:  # the child: same mask, from a pool of its own (the parent's threads are gone)
-            signal.alarm(60)  # a child stuck waiting on the parent's pool dies instead of hanging
-            os._exit(0 if torch.equal(_mask((200_000,), 5, rate=0.5), parent) else 1)
+        if pid == 0:  # the child: same mask, from a pool of its own (the parent's threads are gone);
+            signal.alarm(60)  # no torch ops here (OpenMP is not fork-safe), and no hanging forever
+            os._exit(0 if np.array_equal(qsd_mask_cpu(*args).numpy(), parent) else 1)
         _, status = os.waitpid(pid, 0)
     finally:
         torch.set_num_threads(threads)
