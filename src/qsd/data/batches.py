@@ -37,31 +37,45 @@ class ImageBatches:
         g = _epoch_generator(self.seed, self.epoch)
         self.epoch += 1
         order = torch.randperm(len(self.y), generator=g) if self.shuffle else torch.arange(len(self.y))
-        for idx in order.to(self.x.device).split(self.batch_size):
+        sizes = [len(idx) for idx in order.split(self.batch_size)]
+        draws = self._augmentation_draws(sizes, g)
+        for idx, (dy, dx, flip) in zip(order.to(self.x.device).split(sizes), draws):
             x = self.x[idx].float().mul_(1 / 255).sub_(self.mean).mul_(self.inv_std)
             if self.crop_pad:
-                x = random_crop(x, self.crop_pad, g)
+                x = random_crop(x, self.crop_pad, dy, dx)
             if self.flip:
-                x = random_flip(x, g)
+                x = random_flip(x, flip)
             yield x, self.y[idx]
 
+    def _augmentation_draws(self, sizes: list[int], g: torch.Generator) -> list[torch.Tensor]:
+        """Each batch's crop offsets (dy, dx) and flips, drawn on the CPU in batch order and moved
+        to the device once per epoch (not per batch): a list of (3, n) tensors."""
+        draws = []
+        for n in sizes:
+            dy = dx = flip = torch.zeros(n, dtype=torch.long)
+            if self.crop_pad:
+                dy = torch.randint(0, 2 * self.crop_pad + 1, (n,), generator=g)
+                dx = torch.randint(0, 2 * self.crop_pad + 1, (n,), generator=g)
+            if self.flip:
+                flip = (torch.rand(n, generator=g) < 0.5).long()
+            draws.append(torch.stack([dy, dx, flip]))
+        return list(torch.cat(draws, 1).to(self.x.device).split(sizes, 1))
 
-def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
-    """Per-example random crop of a zero-padded (by ``pad``) batch back to its size."""
+
+def random_crop(x: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Crop each example of a zero-padded (by ``pad``) batch back to its size, at row/column
+    offsets ``dy``, ``dx`` (one per example, in [0, 2 pad])."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n, 1, 1), generator=g).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1, 1), generator=g).to(x.device)
-    rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy).expand(n, h, w)
-    cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx).expand(n, h, w)
+    rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy.view(n, 1, 1)).expand(n, h, w)
+    cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx.view(n, 1, 1)).expand(n, h, w)
     b = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)
     return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Flip each example left-right with probability 1/2."""
-    flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
-    return torch.where(flip, x.flip(3), x)
+def random_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Flip left-right the examples where ``flip`` is non-zero."""
+    return torch.where(flip.view(-1, 1, 1, 1).bool(), x.flip(3), x)
 
 
 class LMBatches:
