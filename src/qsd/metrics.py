@@ -21,29 +21,31 @@ class SparsityMeter:
 
     def __init__(self) -> None:
         self.n = 0
-        self.zero_per_unit: torch.Tensor | None = None
-        self.zero_frac_sum = 0.0
-        self.hoyer_sum = 0.0
+        self.zero_per_unit: torch.Tensor | None = None  # float64 sums, on the activations' device
+        self.row_sums: torch.Tensor | None = None  # [sum of zero fractions, sum of Hoyer], ditto
 
     def update(self, a: torch.Tensor) -> None:
+        """Accumulate on the activations' device: no host sync per batch."""
         a = a.detach().flatten(1).float()
         zero = a == 0
-        units = a.shape[1]
-        counts = zero.sum(0, dtype=torch.float64).cpu()
-        self.zero_per_unit = counts if self.zero_per_unit is None else self.zero_per_unit + counts
-        self.zero_frac_sum += zero.float().mean(1).sum().item()
-        self.hoyer_sum += hoyer(a).sum().item() if units > 1 else 0.0
+        counts = zero.sum(0, dtype=torch.float64)
+        rows = torch.stack([zero.double().mean(1).sum(),
+                            hoyer(a).double().sum() if a.shape[1] > 1 else counts.new_zeros(())])
+        first = self.zero_per_unit is None
+        self.zero_per_unit = counts if first else self.zero_per_unit + counts
+        self.row_sums = rows if first else self.row_sums + rows
         self.n += a.shape[0]
 
     def result(self) -> dict[str, float]:
         if self.n == 0 or self.zero_per_unit is None:
             return {}
-        per_unit = self.zero_per_unit / self.n
+        per_unit = self.zero_per_unit.cpu() / self.n
+        zero_frac_sum, hoyer_sum = self.row_sums.tolist()
         return {
-            "zero_frac_example": self.zero_frac_sum / self.n,
+            "zero_frac_example": zero_frac_sum / self.n,
             "zero_frac_unit": per_unit.mean().item(),
-            "hoyer": self.hoyer_sum / self.n,
-            "dead_frac": (self.zero_per_unit == self.n).double().mean().item(),
+            "hoyer": hoyer_sum / self.n,
+            "dead_frac": (per_unit == 1.0).double().mean().item(),
             "units": int(per_unit.numel()),
         }
 
