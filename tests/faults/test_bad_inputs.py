@@ -39,6 +39,7 @@ CASES = [  # (overrides, text the error must contain)
     (["regulariser.cv=NaN", *QSD], "cv must be a finite number"),
     (["regulariser.mapping=median", *QSD], "mapping must be one of ['mean', 'failure']"),
     (["regulariser.granularity=synapse", *QSD], "granularity must be one of ['unit', 'channel']"),
+    (["+regulariser.backend=gpu", *QSD], "backend must be one of ['kernel', 'torch']"),
     (["train.epochs=-1"], "train.epochs must be an integer >= 1"),
     (["train.epochs=0"], "train.epochs must be an integer >= 1"),
     (["train.epochs=2.5"], "train.epochs must be an integer >= 1"),

@@ -151,7 +151,6 @@ class QSD(nn.Module):
         self._scale = 1.0 / float(np.sum(p))
         self.register_buffer("site_probs", torch.tensor(p, dtype=torch.float64), persistent=False)
         self.register_buffer("thresholds", torch.tensor(cdf, dtype=torch.float32), persistent=False)
-        self._thresholds_np = self.thresholds.numpy()
 
     def moments(self) -> dict[str, float]:
         """Exact ``{"mean", "var", "p_zero"}`` of the mask this module samples."""
@@ -167,7 +166,7 @@ class QSD(nn.Module):
             return x * sample_mask_torch(shape, thresholds, self.cv, self._scale).to(x.dtype)
         seed = draw_seed()
         if device == "cpu":
-            return x * qsd_mask_cpu(shape, seed, self._thresholds_np, self.cv, self._scale).to(x.dtype)
+            return x * qsd_mask_cpu(shape, seed, thresholds.numpy(), self.cv, self._scale).to(x.dtype)
         from . import qsd_cuda  # Triton is imported only where there is a GPU
 
         if shape == tuple(x.shape):
