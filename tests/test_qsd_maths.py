@@ -20,6 +20,9 @@ GRID = [  # rate, n, cv, alpha, mapping
     (0.3, 6, 0.3, 2.0, "failure"),
     (0.5, 1, 0.0, math.inf, "mean"),
     (0.5, 2, 2.0, 4.0, "mean"),
+    (0.5, 4, 0.5, 1.0, "variance"),
+    (0.3, 8, 1.0, math.inf, "variance"),
+    (0.2, 3, 0.0, 0.5, "variance"),
 ]
 
 
@@ -38,12 +41,27 @@ def test_site_probs_follow_the_mapping(rate, n, cv, alpha, mapping):
     assert p.shape == (n,) and np.all((p > 0) & (p < 1))
     if mapping == "mean":
         assert p.mean() == pytest.approx(1 - rate, abs=1e-12)
+    elif mapping == "variance":
+        assert closed_form(p, cv)["var"] == pytest.approx(rate / (1 - rate), rel=1e-9)
     else:
         assert np.prod(1 - p) == pytest.approx(rate, rel=1e-9)
     if math.isinf(alpha):
         assert np.ptp(p) == pytest.approx(0, abs=1e-12)
         if mapping == "failure":
             assert p[0] == pytest.approx(1 - rate ** (1 / n))
+        if mapping == "variance":  # (1 + cv^2 - p) / (n p) = r / (1 - r)
+            assert p[0] == pytest.approx((1 + cv**2) / (1 + n * rate / (1 - rate)))
+
+
+def test_variance_mapping_with_one_site_and_fixed_quanta_is_dropout():
+    p = build("qsd", rate=0.3, n=1, cv=0.0, mapping="variance").site_probs.numpy()
+    assert p[0] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("rate,n,cv", [(0.1, 1, 0.5), (0.2, 1, 0.5), (0.5, 2, 1.5)])
+def test_variance_mapping_refuses_unreachable_targets(rate, n, cv):
+    with pytest.raises(ValueError, match=r"cannot reach Var\(m\) = r/\(1-r\).*needs r/\(1-r\) > cv\^2/n"):
+        build("qsd", rate=rate, n=n, cv=cv, mapping="variance")
 
 
 def test_site_probs_are_beta_quantiles():

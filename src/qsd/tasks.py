@@ -12,6 +12,11 @@ from torch import nn
 
 from . import data as D
 
+# How a language model's (T, B) window of token losses becomes the objective. "time_sum": summed
+# over the T time steps, averaged over the B columns (Zaremba et al. 2014's code: lr 1 and gradient
+# clip 5 are set for it). "token_mean": averaged over all T x B tokens (T times smaller steps).
+LM_LOSSES = ("time_sum", "token_mean")
+
 
 @dataclass
 class Task:
@@ -21,19 +26,22 @@ class Task:
     splits: dict[str, Iterable]
     dims: dict[str, int]
     metric: str  # "error" (percent) or "ppl"
+    lm_loss: str = "time_sum"  # language models: see LM_LOSSES
 
-    def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, int, torch.Tensor, Any]:
-        """Mean loss over the batch, its size (examples or tokens), correct count, next state."""
+    def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, Any]:
+        """One batch: the objective to minimise, the summed loss and the count it is summed over
+        (examples or tokens; metrics are per example/token), the correct count, the next state."""
         x, y = batch
         if self.kind == "lm":
             if state is not None:
                 state = [tuple(t.detach() for t in s) for s in state]
             logits, state = model(x, state)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-            return loss, y.numel(), torch.zeros((), device=y.device), state
+            loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
+            objective = loss_sum / (y.size(1) if self.lm_loss == "time_sum" else y.numel())
+            return objective, loss_sum, y.numel(), torch.zeros((), device=y.device), state
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
-        return loss, y.numel(), (logits.argmax(1) == y).sum(), None
+        return loss, loss.detach() * y.numel(), y.numel(), (logits.argmax(1) == y).sum(), None
 
     def metrics(self, loss_sum: float, n: int, correct: float) -> dict[str, float]:
         loss = loss_sum / max(n, 1)
@@ -82,7 +90,7 @@ def build_task(data_cfg, train_cfg, seed: int, device: torch.device, root: str) 
         splits = {"train": D.LMBatches(raw["train"]["ids"], bs, data_cfg.bptt, device)}
         for s in ("valid", "test"):
             splits[s] = D.LMBatches(raw[s]["ids"], ebs, data_cfg.bptt, device)
-        return Task("lm", splits, {"vocab_size": len(vocab)}, "ppl")
+        return Task("lm", splits, {"vocab_size": len(vocab)}, "ppl", train_cfg.lm_loss)
     splits = {s: D.TextBatches(raw[s]["ids"], raw[s]["offsets"], raw[s]["y"], bs if s == "train" else ebs,
                                data_cfg.max_len, device, shuffle=(s == "train"), seed=seed)
               for s in ("train", "valid", "test")}

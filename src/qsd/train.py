@@ -28,7 +28,7 @@ from .metrics import record_sparsity, weight_summary
 from .models import MODELS, build_model
 from .provenance import git_commit
 from .regularisers import build as build_regulariser
-from .tasks import Task, build_task
+from .tasks import LM_LOSSES, Task, build_task
 
 log = logging.getLogger("qsd.train")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -81,6 +81,8 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"train.{key} must be an integer >= 1, got {v!r}")
     if cfg.optim.name not in ("sgd", "adam", "adamw"):
         raise ConfigError(f"optim.name must be one of ['sgd', 'adam', 'adamw'], got {cfg.optim.name!r}")
+    if cfg.train.lm_loss not in LM_LOSSES:
+        raise ConfigError(f"train.lm_loss must be one of {list(LM_LOSSES)}, got {cfg.train.lm_loss!r}")
     if cfg.optim.schedule not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {sorted(SCHEDULES)}, got {cfg.optim.schedule!r}")
     lr = cfg.optim.lr
@@ -139,14 +141,14 @@ def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, 
     with torch.set_grad_enabled(training):
         for i, batch in enumerate(batches):
             with amp:
-                loss, count, right, state = task.step(model, batch, state)
+                objective, loss, count, right, state = task.step(model, batch, state)
             if training:
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                objective.backward()
                 if cfg.optim.clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
                 opt.step()
-            loss_sum += loss.detach().double() * count
+            loss_sum += loss.detach().double()
             correct += right
             n += count
             if training and i % 50 == 49 and not torch.isfinite(loss_sum):

@@ -8,7 +8,8 @@ Each unit's output is multiplied by a normalised quantal response instead of a B
 
 The p_j are fixed quantiles of a Beta distribution with mean pbar and shape ``alpha``
 (``alpha=inf``: all p_j = pbar). ``mapping`` ties pbar to the dropout rate r: "mean" sets
-pbar = 1 - r; "failure" makes the all-sites-fail probability prod_j (1 - p_j) equal r.
+pbar = 1 - r; "failure" makes the all-sites-fail probability prod_j (1 - p_j) equal r;
+"variance" makes Var(m) equal dropout's r / (1 - r).
 With n=1, cv=0 the mask is exactly inverted dropout. The README says which of these
 choices are ours rather than the paper's.
 
@@ -30,7 +31,7 @@ from .masks import mask_shape
 from .qsd_cpu import qsd_mask_cpu
 from .registry import register
 
-MAPPINGS = ("mean", "failure")
+MAPPINGS = ("mean", "failure", "variance")
 BACKENDS = ("kernel", "torch")
 _P_EPS = 1e-6  # site probabilities are clipped inside [eps, 1 - eps]
 
@@ -51,12 +52,21 @@ def beta_site_probs(pbar: float, n: int, alpha: float) -> np.ndarray:
     return p
 
 
-def site_probs(rate: float, n: int, alpha: float, mapping: str) -> np.ndarray:
-    """Release probabilities p_j for a QSD layer standing in for dropout at ``rate``."""
+def mask_variance(p: np.ndarray, cv: float) -> float:
+    """Var(m) = (sum p (1 + cv^2) - sum p^2) / (sum p)^2."""
+    s = float(np.sum(p))
+    return (s * (1.0 + cv**2) - float(np.sum(p**2))) / s**2
+
+
+def site_probs(rate: float, n: int, alpha: float, mapping: str, cv: float = 0.0) -> np.ndarray:
+    """Release probabilities p_j for a QSD layer standing in for dropout at ``rate`` (``cv`` matters
+    only to the "variance" mapping)."""
     if rate == 0.0:
         return np.ones(n)
     if mapping == "mean":
         return beta_site_probs(1.0 - rate, n, alpha)
+    if mapping == "variance":
+        return _variance_site_probs(rate, n, alpha, cv)
     if math.isinf(alpha) or n == 1:  # closed form: (1 - p)^n = r
         return np.full(n, 1.0 - rate ** (1.0 / n))
 
@@ -64,6 +74,27 @@ def site_probs(rate: float, n: int, alpha: float, mapping: str) -> np.ndarray:
         return float(np.sum(np.log1p(-beta_site_probs(pbar, n, alpha)))) - math.log(rate)
 
     pbar = optimize.brentq(excess_failure, 1e-9, 1.0 - 1e-9, xtol=1e-14)
+    return beta_site_probs(pbar, n, alpha)
+
+
+def _variance_site_probs(rate: float, n: int, alpha: float, cv: float) -> np.ndarray:
+    """Sites whose mask variance is dropout's, r / (1 - r). Var(m) falls as pbar rises, to cv^2 / n
+    at pbar = 1, so only targets above cv^2 / n can be met."""
+    target = rate / (1.0 - rate)
+    floor = cv**2 / n
+    if target <= floor * (1.0 + 1e-9):
+        need = floor / (1.0 + floor)
+        raise ValueError(
+            f"mapping='variance' cannot reach Var(m) = r/(1-r) = {target:.4g} with n={n}, cv={cv:g}: even "
+            f"p = 1 leaves Var(m) = cv^2/n = {floor:.4g}. It needs r/(1-r) > cv^2/n: a rate above {need:.4g}, "
+            f"n of at least {math.floor(cv**2 / target) + 1}, or cv below {math.sqrt(n * target):.4g}")
+    if math.isinf(alpha) or n == 1:  # (1 + cv^2 - p) / (n p) = target
+        return np.full(n, (1.0 + cv**2) / (1.0 + n * target))
+
+    def excess_variance(pbar: float) -> float:
+        return mask_variance(beta_site_probs(pbar, n, alpha), cv) - target
+
+    pbar = optimize.brentq(excess_variance, 1e-9, 1.0 - 1e-12, xtol=1e-14)
     return beta_site_probs(pbar, n, alpha)
 
 
@@ -79,12 +110,7 @@ def release_count_pmf(p: np.ndarray) -> np.ndarray:
 
 def mask_moments(p: np.ndarray, cv: float) -> dict[str, float]:
     """Exact mean, variance and P(m = 0) of the QSD mask with site probabilities ``p``."""
-    s = float(np.sum(p))
-    return {
-        "mean": 1.0,
-        "var": (s * (1.0 + cv**2) - float(np.sum(p**2))) / s**2,
-        "p_zero": float(np.prod(1.0 - p)),
-    }
+    return {"mean": 1.0, "var": mask_variance(p, cv), "p_zero": float(np.prod(1.0 - p))}
 
 
 def sample_mask_torch(shape: tuple[int, ...], thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
@@ -115,7 +141,8 @@ class QSD(nn.Module):
         n: release sites per synapse (integer >= 1).
         cv: coefficient of variation of the quantal size (>= 0; 0 = fixed quanta).
         alpha: Beta shape of release-probability heterogeneity (> 0, or inf = homogeneous).
-        mapping: "mean" (pbar = 1 - r) or "failure" (P(all sites fail) = r).
+        mapping: "mean" (pbar = 1 - r), "failure" (P(all sites fail) = r) or "variance"
+            (Var(m) = r / (1 - r), dropout's; needs r / (1 - r) > cv^2 / n).
         granularity: "unit" (one mask value per element) or "channel" (per example and channel).
         backend: "kernel" (default): the counter-based sampler, compiled for the CPU (numba) and
             fused into one Triton kernel on CUDA that stores no mask; other devices fall back to
@@ -145,7 +172,7 @@ class QSD(nn.Module):
         self.granularity = checks.choice(granularity, "granularity", checks.GRANULARITIES)
         self.backend = checks.choice(backend, "backend", BACKENDS)
 
-        p = site_probs(self.rate, self.n, self.alpha, self.mapping)
+        p = site_probs(self.rate, self.n, self.alpha, self.mapping, self.cv)
         cdf = np.cumsum(release_count_pmf(p))[:-1]
         self._moments = mask_moments(p, self.cv)
         self._scale = 1.0 / float(np.sum(p))
