@@ -232,3 +232,13 @@ def test_text_iterator_buckets_and_covers_everything():
         assert xb.shape[0] == lb.shape[0] == yb.shape[0] and xb.shape[1] == lb.max() <= 20
         seen += len(yb)
     assert seen == 101 and len(it) == 13
+
+
+def test_crop_pads_with_black_not_the_mean():
+    """torchvision pads raw pixels with 0: after standardising, a padded pixel is -mean/std."""
+    x = torch.full((64, 1, 6, 6), 200, dtype=torch.uint8)
+    mean, std = torch.tensor([0.5]), torch.tensor([0.25])
+    it = ImageBatches(x, torch.zeros(64, dtype=torch.long), 64, "cpu", mean, std, crop_pad=2, seed=0)
+    xb = next(iter(it))[0]
+    black, pixel = -0.5 / 0.25, (200 / 255 - 0.5) / 0.25
+    assert torch.unique(xb).tolist() == pytest.approx([black, pixel])  # some of 64 crops reach the padding

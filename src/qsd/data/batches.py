@@ -18,7 +18,7 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 class ImageBatches:
     """Shuffled (x, y) batches of uint8 images -> standardised float, with optional random crop
-    (zero padding ``pad``) and horizontal flip done on the device. Each pass over it is one epoch;
+    (black padding ``pad``, i.e. pixel value 0 before standardising) and horizontal flip done on the device. Each pass over it is one epoch;
     set ``epoch`` to resume the order of a given epoch."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device | str,
@@ -40,12 +40,12 @@ class ImageBatches:
         sizes = [len(idx) for idx in order.split(self.batch_size)]
         draws = self._augmentation_draws(sizes, g)
         for idx, (dy, dx, flip) in zip(order.to(self.x.device).split(sizes), draws):
-            x = self.x[idx].float().mul_(1 / 255).sub_(self.mean).mul_(self.inv_std)
-            if self.crop_pad:
+            x = self.x[idx].float().mul_(1 / 255)
+            if self.crop_pad:  # padded with black (0) before standardising, as torchvision does
                 x = random_crop(x, self.crop_pad, dy, dx)
             if self.flip:
                 x = random_flip(x, flip)
-            yield x, self.y[idx]
+            yield x.sub_(self.mean).mul_(self.inv_std), self.y[idx]
 
     def _augmentation_draws(self, sizes: list[int], g: torch.Generator) -> list[torch.Tensor]:
         """Each batch's crop offsets (dy, dx) and flips, drawn on the CPU in batch order and moved
