@@ -17,9 +17,10 @@ from .conftest import write_tiny_caches
 def test_manifests_name_existing_renderers_and_experiments():
     ids = {m["id"] for m in manifests()}
     assert {f"fig{i}" for i in range(1, 10)} <= {i.split("_")[0] for i in ids}
-    assert {"table1_summary", "table2_cost"} <= ids
-    for cmd in sweep_commands("paper", 1):
-        assert "scale=paper" in cmd and "seed=0,1,2,3,4" in cmd
+    assert {"table1_summary", "table2_cost", "table3_tuned", "anchors"} <= ids
+    seeds = [next(a for a in cmd if a.startswith("seed=")) for cmd in sweep_commands("paper", 1)]
+    assert all("scale=paper" in cmd for cmd in sweep_commands("paper", 1))
+    assert seeds.count("seed=0") == 1 and set(seeds) == {"seed=0", "seed=0,1,2,3,4"}  # the anchor: one seed
 
 
 @pytest.fixture(scope="module")

@@ -14,32 +14,28 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from .io import write_text
+from .report import recipes
 from .report.collect import collect
 from .report.figures import RENDERERS
 
 log = logging.getLogger("qsd.reproduce")
 ROOT = Path(__file__).resolve().parents[2]
-SEEDS = {"smoke": 2, "cpu": 3, "paper": 5}
+SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}  # a sweep may ask for fewer (`seeds:`), e.g. a published anchor
 BENCH_REPEATS = {"smoke": 3, "cpu": 30, "paper": 100}
 
 
-def manifests(directory: Path = ROOT / "experiments") -> list[dict]:
-    """Every figure/table manifest, in file-name order."""
-    out = []
-    for path in sorted(directory.glob("*.yaml")):
-        m = yaml.safe_load(path.read_text())
+def manifests() -> list[dict]:
+    """Every figure/table manifest, in file-name order; each must name a known renderer."""
+    out = list(recipes.manifests().values())
+    for m in out:
         if m.get("render") not in RENDERERS:
-            raise ValueError(f"{path}: render must be one of {sorted(RENDERERS)}, got {m.get('render')!r}")
-        out.append(m)
+            raise ValueError(f"experiments/{m['id']}.yaml: render must be one of {sorted(RENDERERS)}, got {m.get('render')!r}")
     return out
 
 
 def sweep_commands(scale: str, jobs: int, only: list[str] | None = None) -> list[list[str]]:
     """One Hydra multirun command per distinct sweep (sweeps shared by figures run once)."""
-    seeds = ",".join(str(s) for s in range(SEEDS[scale]))
     seen, cmds = set(), []
     for m in manifests():
         if only and m["id"] not in only:
@@ -47,7 +43,8 @@ def sweep_commands(scale: str, jobs: int, only: list[str] | None = None) -> list
         for sweep in m["sweeps"]:
             if "scales" in sweep and scale not in sweep["scales"]:
                 continue
-            key = tuple(sweep["overrides"])
+            seeds = ",".join(str(s) for s in range(min(SEEDS[scale], sweep.get("seeds", SEEDS[scale]))))
+            key = (seeds, *sweep["overrides"])
             if key in seen:
                 continue
             seen.add(key)

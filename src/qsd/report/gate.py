@@ -12,6 +12,8 @@ import numpy as np
 TAIL = 0.2  # the final fifth of the epochs
 TOLERANCE = 0.02  # relative improvement that still counts as "stopped improving"
 MIN_EPOCHS = 5
+SHORT_RULE = (f"verdicts gated: dropout must beat none on validation and have converged (final {TAIL:.0%} of "
+              f"epochs improve validation by <= {TOLERANCE:.0%})")
 RULE = (f"Verdicts are gated: dropout must (1) beat no regularisation on the mean final validation metric, "
         f"where the experiment has a `none` run, and (2) have converged: over the final {TAIL:.0%} of the "
         f"epochs its seed-mean validation metric improved on the best of the earlier epochs by at most "

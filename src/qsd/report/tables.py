@@ -37,7 +37,7 @@ def group(rows: Iterable[dict], key: Callable[[dict], object]) -> dict:
     return dict(out)
 
 
-def fmt(v, digits: int = 3) -> str:
+def fmt(v, digits: int = 4) -> str:
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
     return str(v)
