@@ -167,3 +167,11 @@ def test_paper_scale_composes_the_full_protocol_and_starts(tiny_root, tmp_path, 
     cfg = config(tiny_root, tmp_path, f"experiment={experiment}", "scale=paper", "train.max_steps=1",
                  "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=8", "train.test_every_epoch=false")
     assert fit(cfg)["status"] == "completed"
+
+
+def test_logged_lr_is_the_epochs_own(tiny_root, tmp_path):
+    cfg = config(tiny_root, tmp_path, "experiment=mlp_mnist", "optim.schedule=zaremba", "optim.decay_start=1",
+                 "optim.decay=2.0", "optim.lr=0.01", *SMALL[:-1], "train.epochs=2")
+    fit(cfg)
+    rows = [json.loads(l) for l in (runstore.run_dir(cfg) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.005])

@@ -217,6 +217,7 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
     progress = cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
     t0, status = time.time(), "completed"
     for epoch in range(start, cfg.train.epochs):
+        lr = opt.param_groups[0]["lr"]  # this epoch's (the scheduler steps after it)
         tr = run_epoch(step_model, task, "train", cfg, device, opt, progress)
         if tr["diverged"]:
             status = "diverged"
@@ -224,7 +225,7 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
             log.warning("non-finite loss in epoch %d: run diverged", epoch + 1)
             break
         sched.step()
-        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **{f"train_{k}": v for k, v in tr.items() if k != "diverged"}}
+        row = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in tr.items() if k != "diverged"}}
         row.update({f"valid_{k}": v for k, v in run_epoch(step_model, task, "valid", cfg, device).items() if k != "diverged"})
         if cfg.train.test_every_epoch:
             row.update({f"test_{k}": v for k, v in run_epoch(step_model, task, "test", cfg, device).items() if k != "diverged"})
