@@ -57,3 +57,37 @@ def test_collect_flattens_runs_and_skips_in_progress(tmp_path):
     assert {(r["regulariser"], r["test_metric"], r["rate_hidden"]) for r in runs} == {("dropout", 2.0, 0.5), ("qsd", 1.5, 0.5)}
     assert len(read_csv(tmp_path / "out" / "curves.csv")) == 4
     assert read_csv(tmp_path / "out" / "sparsity.csv")[0]["hoyer"] == 0.4
+
+
+def _row(reg, seed, hidden, valid, test, status="completed", run=None):
+    return {"experiment": "mlp_mnist", "regulariser": reg, "seed": seed, "rate_input": 0.2, "rate_hidden": hidden,
+            "status": status, "metric": "error", "valid_error": valid, "test_metric": test if status == "completed" else "",
+            "run": run or f"{reg}-{seed}-{hidden}"}
+
+
+def test_tuned_arm_picks_each_seeds_rate_on_validation_never_on_test():
+    from qsd.report.figures import _tuned_arm
+
+    grid = [{"rate_input": 0.2, "rate_hidden": h} for h in (0.3, 0.5, 0.7)]
+    rows = [_row("dropout", 0, 0.3, valid=2.0, test=1.0), _row("dropout", 0, 0.5, valid=1.5, test=3.0),
+            _row("dropout", 0, 0.7, valid=1.9, test=0.5),
+            _row("dropout", 1, 0.3, valid=1.0, test=2.2), _row("dropout", 1, 0.5, valid=1.0, test=2.1),  # tie: lower rate
+            _row("dropout", 1, 0.7, valid=0.1, test=0.1, status="diverged"),
+            _row("dropout", 2, 0.9, valid=0.1, test=0.1)]  # off the grid: ignored
+    a, picked = _tuned_arm(rows, grid, {})
+    assert picked == {0: 0.5, 1: 0.3} and a.test == {0: 3.0, 1: 2.2} and not a.lost
+
+
+def test_compare_counts_lost_seeds_and_gates():
+    from qsd.report.compare import Arm, compare
+
+    good = [10.0, 5.0, 3.0, 2.5, 2.2, 2.1, 2.05, 2.04, 2.03, 2.03]
+    dropout = Arm(test={s: 2.0 + 0.01 * s for s in range(5)}, valid={s: good for s in range(5)})
+    none = Arm(test={s: 2.5 for s in range(5)}, valid={s: [v + 1 for v in good] for s in range(5)})
+    qsd = Arm(test={s: 1.5 + 0.02 * s for s in range(4)}, valid={s: good for s in range(4)}, lost={4: "diverged"})
+    assert compare(dropout, qsd, none)["verdict"] == "QSD worse (lost 1 of 5 seeds: diverged)"
+    assert qsd.cell().endswith("(n=4; 1 diverged)")
+    qsd.lost.clear()
+    assert compare(dropout, qsd, none)["verdict"] == "QSD better"
+    worse_none = Arm(test=none.test, valid={s: [v - 1 for v in good] for s in range(5)})
+    assert compare(dropout, qsd, worse_none)["verdict"].startswith("not comparable: dropout does not beat none")

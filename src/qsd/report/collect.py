@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from ..io import write_text
+from .recipes import default_qsd
 
 log = logging.getLogger(__name__)
 REG_KEYS = ("n", "cv", "alpha", "mapping", "granularity")
@@ -101,8 +102,8 @@ def _weights_ks(models: dict[Path, dict]) -> list[dict]:
 
     by_key: dict[tuple, dict[str, Path]] = {}
     for path, base in models.items():
-        if base["regulariser"] in ("dropout", "qsd") and (base["regulariser"] == "dropout" or
-                                                           (base["n"], base["cv"], base["alpha"], base["mapping"]) == (4, 0.5, 1.0, "mean")):
+        if base["regulariser"] == "dropout" or (base["regulariser"] == "qsd" and all(
+                base[k] == v for k, v in default_qsd().items())):
             by_key.setdefault(key(base), {})[base["regulariser"]] = path
     rows = []
     for k, pair in by_key.items():
