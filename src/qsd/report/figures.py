@@ -271,7 +271,9 @@ def _grouped_bars(res, scale, stem, experiments, value, ylabel, title, transform
     rows = []
     for ax, (e, lab) in zip(axes[0], present):
         vals = {reg: {s: transform(v) for s, v in d.items()} for reg, d in by_reg(main_runs(runs, e), value).items()}
-        rows += [{"experiment": e, **r} for r in _bar_panel(ax, vals, ylabel if ax is axes[0][0] else "")]
+        lost = group([r for r in recipe_runs(runs, e) if r["status"] != "completed"], lambda r: r["regulariser"])
+        rows += [{"experiment": e, **r, "lost_seeds": len(lost.get(r["regulariser"], []))}
+                 for r in _bar_panel(ax, vals, ylabel if ax is axes[0][0] else "")]
         ax.set_title(lab)
         lo = min(min(v.values()) for v in vals.values())
         hi = max(max(v.values()) for v in vals.values())
@@ -309,8 +311,11 @@ def render_fig7_lstm_lm(res: Path, scale: str) -> None:
     ax1.legend(frameon=False)
     test_rows = _bar_panel(ax2, by_reg(runs, "test_metric"), "test perplexity")
     save(fig, res, "fig7_lstm_lm", scale, f"mean and 95% CI over seeds; {SHORT_RULE}")
+    lost = group([r for r in recipe_runs(read_csv(res / "runs.csv"), "lstm_ptb") if r["status"] != "completed"],
+                 lambda r: r["regulariser"])
     write_table(res, "fig7_lstm_lm", [{"regulariser": r["regulariser"], "test_ppl_mean": r["mean"], "lo": r["lo"],
-                                       "hi": r["hi"], "n": r["n"]} for r in test_rows], scale, "LSTM LM on PTB: test perplexity")
+                                       "hi": r["hi"], "n": r["n"], "lost_seeds": len(lost.get(r["regulariser"], []))}
+                                      for r in test_rows], scale, "LSTM LM on PTB: test perplexity")
     write_table(res, "fig7_lstm_lm_curves", rows, scale, "LSTM LM on PTB: validation perplexity by epoch")
 
 
