@@ -63,3 +63,18 @@ def test_render_only_needs_only_results(smoke):
     run = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--render-only",
                           "--results", str(base / "results")], env=env, capture_output=True, text=True)
     assert run.returncode == 0 and png.exists()
+
+
+def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path, capsys):
+    from qsd.reproduce import main
+
+    failed = tmp_path / "smoke" / "FAILED_SWEEPS.txt"
+    failed.parent.mkdir()
+    failed.write_text("a sweep\n")
+    with pytest.raises(SystemExit) as err:
+        main(["--scale", "smoke", "--only", "fig2", "--results", str(tmp_path)])
+    assert err.value.code == 2 and "fig2_mlp_curves" in capsys.readouterr().err
+    assert main(["--scale", "smoke", "--dry-run", "--only", "fig2_mlp_curves", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 6 runs in 1 sweeps" in out
+    assert failed.exists()  # a dry run leaves the record of failed sweeps alone

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -59,12 +60,24 @@ def thread_env(jobs: int) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
-def render(scale: str, results: Path) -> None:
-    """Draw every figure and table from the collected files in ``results/<scale>/``."""
+def render(scale: str, results: Path, only: list[str] | None = None) -> None:
+    """Draw every figure and table (or those in ``only``) from the collected files in ``results/<scale>/``."""
     out = results / scale
     for m in manifests():
-        RENDERERS[m["render"]](out, scale)
-        log.info("rendered %s", m["id"])
+        if not only or m["id"] in only:
+            RENDERERS[m["render"]](out, scale)
+            log.info("rendered %s", m["id"])
+
+
+def run_count(cmd: list[str]) -> int:
+    """How many runs a multirun command asks for (the product of its sweep lengths)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    count = 1
+    for o in OverridesParser.create().parse_overrides([a for a in cmd if "=" in a and not a.startswith("hydra")]):
+        if o.is_sweep_override():
+            count *= len(list(o.sweep_string_iterator()))
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SEEDS), default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="parallel runs (threads are split among them)")
-    ap.add_argument("--only", nargs="*", help="figure/table ids to run (default: all)")
+    ap.add_argument("--only", nargs="*", help="figure/table ids to run and render (default: all; --list shows them)")
+    ap.add_argument("--list", action="store_true", help="list the figure/table ids and stop")
     ap.add_argument("--render-only", action="store_true", help="render from results/<scale>/ alone (no training, no collecting)")
     ap.add_argument("--dry-run", action="store_true", help="print the sweep commands and stop")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
@@ -80,22 +94,30 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     if args.jobs < 1:
         ap.error("--jobs must be >= 1")
+    ids = [m["id"] for m in manifests()]
+    if args.list:
+        print("\n".join(f"{m['id']:18s} {m['title']}" for m in manifests()))
+        return 0
+    unknown = sorted(set(args.only or []) - set(ids))
+    if unknown:
+        ap.error(f"unknown id(s) {unknown} in --only; choose from {ids}")
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve()
     failed = []
-    (args.results / args.scale / "FAILED_SWEEPS.txt").unlink(missing_ok=True)
+    if args.dry_run:
+        cmds = sweep_commands(args.scale, args.jobs, args.only)
+        for cmd in cmds:
+            print(f"# {run_count(cmd)} runs\nqsd-train {shlex.join(cmd[3:])}")
+        print(f"# {sum(map(run_count, cmds))} runs in {len(cmds)} sweeps (finished runs are skipped when they run)")
+        return 0
     if not args.render_only:
+        (args.results / args.scale / "FAILED_SWEEPS.txt").unlink(missing_ok=True)
         for cmd in sweep_commands(args.scale, args.jobs, args.only):
             line = " ".join(cmd[2:])
-            if args.dry_run:
-                print(line)
-                continue
             log.info("sweep: %s", line)
             t0 = time.time()
             if subprocess.run(cmd, env=thread_env(args.jobs), cwd=ROOT).returncode != 0:
                 failed.append(line)
             log.info("sweep took %.0f s", time.time() - t0)
-        if args.dry_run:
-            return 0
         for m in manifests():
             if "bench" in m and (not args.only or m["id"] in args.only):
                 cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=args.results / args.scale)
@@ -106,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.render_only:
         counts = collect(runs_root, args.scale, args.results / args.scale)
         log.info("collected %d finished runs (%d in progress)", counts["finished"], counts["in_progress"])
-    render(args.scale, args.results)
+    render(args.scale, args.results, args.only)
     if failed:
         write_text(args.results / args.scale / "FAILED_SWEEPS.txt", "\n".join(failed) + "\n")
         log.error("%d sweep(s) failed; see %s", len(failed), args.results / args.scale / "FAILED_SWEEPS.txt")
