@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SCALE  ?= cpu
 JOBS   ?= 1
 
-.PHONY: help setup data reproduce-all figures test bench clean
+.PHONY: help setup check-args data reproduce-all figures test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -21,10 +21,15 @@ $(STAMP): pyproject.toml
 data: setup  ## fetch, verify and cache MNIST, Fashion-MNIST, PTB, IMDB, RT (pip/apt registries only)
 	$(BIN)/qsd-data fetch
 
-reproduce-all: data  ## train every sweep, collect and render all figures/tables: SCALE=smoke|cpu|paper JOBS=N
+SCALES := smoke cpu paper
+check-args:
+	@case " $(SCALES) " in *" $(SCALE) "*) ;; *) echo "SCALE must be one of: $(SCALES) (got '$(SCALE)')" >&2; exit 2;; esac
+	@case "$(JOBS)" in ''|*[!0-9]*|0) echo "JOBS must be an integer >= 1 (got '$(JOBS)')" >&2; exit 2;; esac
+
+reproduce-all: check-args data  ## train every sweep, collect and render all figures/tables: SCALE=smoke|cpu|paper JOBS=N
 	$(BIN)/qsd-reproduce --scale $(SCALE) --jobs $(JOBS)
 
-figures: setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone
+figures: check-args setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone
 	$(BIN)/qsd-reproduce --scale $(SCALE) --render-only
 
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
@@ -36,5 +41,5 @@ bench: data  ## speed benchmarks: print ratios, write results/bench/*.json
 	$(BIN)/python benchmarks/bench_trainer.py
 	$(BIN)/python benchmarks/bench_jobs.py
 
-clean:  ## remove run outputs (keeps data and the venv)
-	rm -rf outputs multirun
+clean:  ## remove Hydra's outputs/ logs (keeps runs/, data/ and the venv)
+	rm -rf outputs
