@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import DataError
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                 fetch(name, args.root, force=args.force)
             print(f"data root: {data_root(args.root)}", file=sys.stderr)
         else:
-            print(json.dumps(info(args.name, args.root), indent=2))
+            print(json.dumps(info(args.name, args.root), indent=2), flush=True)
+    except BrokenPipeError:  # the reader stopped early (`qsd-data info ptb | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except DataError as e:
         print(f"qsd-data: error: {e}", file=sys.stderr)
         return 2
