@@ -98,7 +98,7 @@ BAD = [
     ("qsd", {"alpha": 0.0}, "alpha must be > 0 or inf"),
     ("qsd", {"alpha": -1}, "alpha must be > 0 or inf"),
     ("qsd", {"alpha": float("-inf")}, "alpha must be a finite number or inf"),
-    ("qsd", {"mapping": "median"}, "mapping must be one of ['mean', 'failure']"),
+    ("qsd", {"mapping": "median"}, "mapping must be one of ['mean', 'failure', 'variance']"),
     ("qsd", {"granularity": "synapse"}, "granularity must be one of ['unit', 'channel']"),
     ("qsd", {"p": 0.5}, "allowed: ['rate', 'n', 'cv', 'alpha', 'mapping', 'granularity', 'backend']"),
     ("dropout", {"rate": 1.5}, "rate must be in [0, 1)"),
