@@ -18,9 +18,11 @@ def test_manifests_name_existing_renderers_and_experiments():
     ids = {m["id"] for m in manifests()}
     assert {f"fig{i}" for i in range(1, 10)} <= {i.split("_")[0] for i in ids}
     assert {"table1_summary", "table2_cost", "table3_tuned", "anchors"} <= ids
-    seeds = [next(a for a in cmd if a.startswith("seed=")) for cmd in sweep_commands("paper", 1)]
-    assert all("scale=paper" in cmd for cmd in sweep_commands("paper", 1))
-    assert seeds.count("seed=0") == 1 and set(seeds) == {"seed=0", "seed=0,1,2,3,4"}  # the anchor: one seed
+    asked = {" ".join(s["overrides"]): s.get("seeds", 5) for m in manifests() for s in m["sweeps"]}
+    for cmd in sweep_commands("paper", 1):
+        seeds = next(a for a in cmd if a.startswith("seed="))
+        assert "scale=paper" in cmd and seeds == "seed=" + ",".join(map(str, range(asked[" ".join(cmd[6:-3])])))
+    assert "seed=0" in {a for cmd in sweep_commands("paper", 1) for a in cmd}  # the published anchor: one seed
 
 
 @pytest.fixture(scope="module")
