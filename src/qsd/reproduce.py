@@ -21,7 +21,7 @@ from .report.collect import collect
 from .report.figures import RENDERERS
 
 log = logging.getLogger("qsd.reproduce")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = recipes.ROOT
 SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}  # a sweep may ask for fewer (`seeds:`), e.g. a published anchor
 BENCH_REPEATS = {"smoke": 3, "cpu": 30, "paper": 100}
 

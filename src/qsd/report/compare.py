@@ -2,6 +2,7 @@
 paired difference and the verdict, in one place for every table that gives one."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .gate import baseline_gate
@@ -23,15 +24,8 @@ class Arm:
     def cell(self) -> str:
         """'mean ± sd (n=5)' with any lost seeds named: '(n=4; 1 diverged)'."""
         s = mean_ci(self.test.values())
-        lost = "".join(f"; {n} {status}" for status, n in sorted(_count(self.lost.values()).items()))
+        lost = "".join(f"; {n} {status}" for status, n in sorted(Counter(self.lost.values()).items()))
         return f"{fmt(s['mean'])} ± {fmt(s['sd'])} (n={s['n']}{lost})"
-
-
-def _count(values) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
 
 
 def valid_curves(curves: list[dict]) -> dict[str, list[float]]:
