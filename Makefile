@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCALE  ?= cpu
-JOBS   ?= 1
+JOBS   ?= auto
+VERBOSE ?=
 
 .PHONY: help setup check-args data reproduce-all figures test bench clean
 
@@ -24,10 +25,10 @@ data: setup  ## fetch, verify and cache MNIST, Fashion-MNIST, PTB, IMDB, RT (pip
 SCALES := smoke cpu paper
 check-args:
 	@case " $(SCALES) " in *" $(SCALE) "*) ;; *) echo "SCALE must be one of: $(SCALES) (got '$(SCALE)')" >&2; exit 2;; esac
-	@case "$(JOBS)" in ''|*[!0-9]*|0) echo "JOBS must be an integer >= 1 (got '$(JOBS)')" >&2; exit 2;; esac
+	@case "$(JOBS)" in auto) ;; ''|*[!0-9]*|0) echo "JOBS must be auto or an integer >= 1 (got '$(JOBS)')" >&2; exit 2;; esac
 
-reproduce-all: check-args data  ## train every sweep, collect and render all figures/tables: SCALE=smoke|cpu|paper JOBS=N
-	$(BIN)/qsd-reproduce --scale $(SCALE) --jobs $(JOBS)
+reproduce-all: check-args data  ## train every run, collect, render all figures/tables: SCALE=smoke|cpu|paper JOBS=auto|N VERBOSE=1
+	$(BIN)/qsd-reproduce --scale $(SCALE) --jobs $(JOBS) $(if $(VERBOSE),--verbose)
 
 figures: check-args setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone
 	$(BIN)/qsd-reproduce --scale $(SCALE) --render-only

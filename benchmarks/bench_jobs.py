@@ -1,5 +1,5 @@
-"""Sweep throughput: runs per hour of the smoke MLP sweeps (figures 2-3, 18 runs) with JOBS=1 vs
-JOBS=2, each on a fresh runs root; threads are split among parallel runs by ``qsd-reproduce``.
+"""Suite throughput: runs per hour of the smoke MLP runs of figures 2-3 through ``qsd-reproduce``'s
+queue with JOBS=1 vs JOBS=2 (one thread per run), each on a fresh runs root.
 
     python benchmarks/bench_jobs.py [--jobs 1 2]
 """
@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", type=Path, default=Path("results/bench/jobs.json"))
     args = ap.parse_args()
-    report = {"benchmark": "sweep throughput (smoke MLP sweeps)", "cores": os.cpu_count(), "jobs": {}}
+    report = {"benchmark": "suite throughput (smoke MLP runs of fig2-3)", "cores": os.cpu_count(), "jobs": {}}
     for jobs in args.jobs:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "QSD_RUNS_ROOT": tmp}
@@ -32,7 +32,7 @@ def main() -> None:
                             "fig2_mlp_curves", "fig3_mlp_rates", "--results", str(Path(tmp) / "results")],
                            env=env, cwd=ROOT, check=True, capture_output=True)
             wall = time.perf_counter() - t0
-            runs = len(list(Path(tmp).rglob("summary.json")))
+            runs = len(list((Path(tmp) / "smoke").glob("*/*/summary.json")))
         report["jobs"][jobs] = {"wall_s": wall, "runs": runs, "runs_per_hour": 3600 * runs / wall}
     base = report["jobs"][args.jobs[0]]["runs_per_hour"]
     write_json(args.out, report)

@@ -1,15 +1,18 @@
-"""End to end at smoke scale on tiny generated data: every sweep of every manifest runs through
-Hydra's multirun (joblib launcher), results are collected, every figure and table is rendered;
-a second invocation trains nothing; ``--render-only`` needs only results/."""
+"""End to end at smoke scale on tiny generated data: every run of every manifest goes through one
+queue, results are collected (suite runs only) and committed under results/<scale>/runs/, every
+figure and table is rendered; a second invocation trains nothing, even without the runs root;
+``--render-only`` needs only results/."""
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-from qsd.reproduce import manifests, sweep_commands
+from qsd import suite
+from qsd.reproduce import manifests
 
 from .conftest import write_tiny_caches
 
@@ -18,11 +21,8 @@ def test_manifests_name_existing_renderers_and_experiments():
     ids = {m["id"] for m in manifests()}
     assert {f"fig{i}" for i in range(1, 10)} <= {i.split("_")[0] for i in ids}
     assert {"table1_summary", "table2_cost", "table3_tuned", "anchors"} <= ids
-    asked = {" ".join(s["overrides"]): s.get("seeds", 5) for m in manifests() for s in m["sweeps"]}
-    for cmd in sweep_commands("paper", 1):
-        seeds = next(a for a in cmd if a.startswith("seed="))
-        assert "scale=paper" in cmd and seeds == "seed=" + ",".join(map(str, range(asked[" ".join(cmd[6:-3])])))
-    assert "seed=0" in {a for cmd in sweep_commands("paper", 1) for a in cmd}  # the published anchor: one seed
+    for sweep in suite.sweeps("paper"):
+        assert sweep[0] == "scale=paper" and sweep[1].startswith("seed=0")
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,15 @@ def test_smoke_suite_runs_end_to_end(smoke):
         if m["id"].startswith("fig"):
             assert (out / f"{m['id']}.png").stat().st_size > 1000 and (out / f"{m['id']}.pdf").exists()
     rows = list(csv.DictReader(open(out / "runs.csv")))
-    assert len(rows) >= 80 and {r["status"] for r in rows} <= {"completed", "diverged"}
+    assert len(rows) == len(suite.plan("smoke")) and {r["status"] for r in rows} <= {"completed", "diverged"}
+    assert {r["threads"] for r in rows} == {"1"}
     assert "SMOKE" in (out / "table1_summary.md").read_text()
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"smoke scale: {len(rows)} runs, 0 already finished, about ")
+    assert sum(line.startswith("[") for line in lines) == len(rows) and f"[{len(rows)}/{len(rows)}] " in run.stdout
+    assert "epoch 1/" not in run.stdout and "Verdicts (results/smoke/table1_summary.md):" in run.stdout
+    assert len(list((out / "runs").glob("*/*/summary.json"))) == len(rows)  # committed: small files only
+    assert not list((out / "runs").rglob("*.pt"))
 
 
 def test_second_invocation_trains_nothing(smoke):
@@ -57,6 +64,21 @@ def test_second_invocation_trains_nothing(smoke):
     assert before == {p: p.stat().st_mtime_ns for p in (base / "runs").rglob("summary.json")}
 
 
+def test_committed_runs_are_enough_and_stray_runs_never_reach_a_figure(smoke, tmp_path):
+    base, env, cmd, _, _ = smoke
+    out = base / "results" / "smoke"
+    before = {name: (out / name).read_text() for name in ("runs.csv", "weights_ks.csv")}
+    stray = base / "runs" / "smoke" / "mlp_mnist" / "dropout-seed0-0000dead"  # e.g. qsd-train ... train.epochs=1
+    shutil.copytree(next((base / "runs" / "smoke" / "mlp_mnist").glob("dropout-seed0-*")), stray)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "ignored 1 run folder(s)" in again.stdout + again.stderr
+    assert {name: (out / name).read_text() for name in before} == before
+    # a fresh clone has no runs/: the committed runs (and the KS rows of their weights) stand in for it
+    fresh = subprocess.run(cmd, env={**env, "QSD_RUNS_ROOT": str(tmp_path / "empty")}, capture_output=True, text=True)
+    assert fresh.returncode == 0 and "0 already finished" not in fresh.stdout and "[1/" not in fresh.stdout
+    assert {name: (out / name).read_text() for name in before} == before and before["weights_ks.csv"].count("\n") > 2
+
+
 def test_render_only_needs_only_results(smoke):
     base, env, _, _, _ = smoke
     env = {**env, "QSD_RUNS_ROOT": str(base / "no-runs-here")}
@@ -65,6 +87,10 @@ def test_render_only_needs_only_results(smoke):
     run = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--render-only",
                           "--results", str(base / "results")], env=env, capture_output=True, text=True)
     assert run.returncode == 0 and png.exists()
+    none = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "paper", "--render-only",
+                           "--results", str(base / "results")], env=env, capture_output=True, text=True)
+    assert none.returncode == 1 and "no collected runs for scale paper" in none.stderr
+    assert not (base / "results" / "paper").exists()
 
 
 def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path, capsys):
@@ -78,5 +104,6 @@ def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path,
     assert err.value.code == 2 and "fig2_mlp_curves" in capsys.readouterr().err
     assert main(["--scale", "smoke", "--dry-run", "--only", "fig2_mlp_curves", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 6 runs in 1 sweeps" in out
+    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 6 distinct runs in 1 sweeps" in out
+    assert out.startswith("smoke scale: 6 runs, 0 already finished, about ")
     assert failed.exists()  # a dry run leaves the record of failed sweeps alone

@@ -47,12 +47,11 @@ def _fake_run(root, name, reg, seed, status="completed", error=2.0):
             "weights": {"net.1": {"weight": {"mean": 0.0, "sd": 1.0, "n": 4, "hist_edges": [0, 1], "hist_counts": [4]}}}}))
 
 
-def test_collect_flattens_runs_and_skips_in_progress(tmp_path):
+def test_collect_flattens_the_runs_it_is_given(tmp_path):
     _fake_run(tmp_path / "runs", "dropout-seed0-aaaa", "dropout", 0)
     _fake_run(tmp_path / "runs", "qsd-seed0-bbbb", "qsd", 0, error=1.5)
     _fake_run(tmp_path / "runs", "qsd-seed1-cccc", "qsd", 1, status=None)  # still training
-    counts = collect(tmp_path / "runs", "cpu", tmp_path / "out")
-    assert counts == {"finished": 2, "in_progress": 1}
+    assert collect(sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*")), tmp_path / "out") == 2
     runs = read_csv(tmp_path / "out" / "runs.csv")
     assert {(r["regulariser"], r["test_metric"], r["rate_hidden"]) for r in runs} == {("dropout", 2.0, 0.5), ("qsd", 1.5, 0.5)}
     assert len(read_csv(tmp_path / "out" / "curves.csv")) == 4

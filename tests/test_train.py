@@ -1,5 +1,6 @@
 """The trainer on tiny generated data: every experiment composes and runs; resume is exact;
 divergence is recorded; bad configs fail before training with a useful message."""
+import inspect
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from qsd import runstore
 from qsd.train import CONFIG_DIR, fit
@@ -106,6 +108,12 @@ BAD = [
     (["model.widths=[]"], "model.widths must be a non-empty list"),
     (["optim.schedule=linear"], "optim.schedule must be one of"),
     (["experiment=cnn_mnist", "~rates.conv"], "rates has no entry for slot 'conv'"),
+    (["seed=abc"], "seed must be an integer >= 0, got 'abc'"),
+    (["+rates.conv=0.3"], "model 'mlp' has rate slots ['input', 'hidden']; rates.conv would change nothing"),
+    (["experiment=cnn_mnist", "+rates.input=0.2"], "rates.input would change nothing"),
+    (["train.progress=yes"], "train.progress must be one of ['auto', 'on', 'off'], got 'yes'"),
+    (["train.threads=0"], "train.threads must be an integer >= 1"),
+    (["experiment=wrn_cifar10", "scale=cpu"], "experiment 'wrn_cifar10' has no cpu sizing"),
 ]
 
 
@@ -124,6 +132,31 @@ def test_missing_data_names_the_fetch_command(tmp_path):
     with pytest.raises(Exception) as err:
         fit(cfg)
     assert "qsd-data fetch mnist" in str(err.value)
+    cfg = config(tmp_path / "empty", tmp_path / "runs", "experiment=wrn_cifar10", "scale=paper")
+    with pytest.raises(Exception) as err:  # CIFAR cannot be fetched here: say where its files go
+        fit(cfg)
+    assert "place the cifar-10-batches-py/" in str(err.value) and str(tmp_path / "empty") in str(err.value)
+
+
+def test_every_model_declares_the_rate_slots_it_uses():
+    from qsd.models import MODELS
+
+    dims = {"in_features": 4, "in_channels": 3, "image_size": 32, "classes": 2, "vocab_size": 10}
+    for experiment in EXPERIMENTS:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[f"experiment={experiment}", "scale=smoke"])
+        model, asked = MODELS[cfg.model.name], []
+        params = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
+        params.update({k: v for k, v in dims.items() if k in inspect.signature(model.__init__).parameters})
+        model(make_reg=lambda slot, **kw: asked.append(slot) or torch.nn.Identity(), **params)
+        assert set(asked) == set(model.SLOTS) == set(cfg.rates), experiment
+
+
+def test_threads_are_set_and_recorded_and_not_in_the_hash(tiny_root, tmp_path):
+    one = config(tiny_root, tmp_path, *SMALL)
+    two = config(tiny_root, tmp_path, *SMALL, "train.threads=2")
+    assert runstore.run_dir(one) == runstore.run_dir(two)
+    assert fit(two)["threads"] == 2 and torch.get_num_threads() == 2
 
 
 @pytest.mark.parametrize("override,message", [

@@ -1,12 +1,17 @@
-"""``qsd-reproduce``: run every sweep of ``experiments/*.yaml`` at one scale with Hydra's multirun
-(joblib launcher, ``--jobs`` parallel runs sharing the cores), collect, and render every figure and table.
+"""``qsd-reproduce``: train every run the figures and tables of one scale ask for (``experiments/*.yaml``)
+through one queue of parallel runs, collect them, render every figure and table, print the verdicts.
 
-    qsd-reproduce --scale cpu --jobs 2            # what `make reproduce-all SCALE=cpu JOBS=2` runs
+    qsd-reproduce --scale cpu                     # what `make reproduce-all SCALE=cpu` runs
+    qsd-reproduce --scale cpu --dry-run           # what it would train, and about how long it takes
     qsd-reproduce --scale cpu --render-only       # what `make figures` runs
+
+Finished runs are found in the runs root (``$QSD_RUNS_ROOT``, default the checkout's ``runs/``) or
+among the committed ones (``results/<scale>/runs/``) and are never trained again.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import os
 import shlex
@@ -15,14 +20,16 @@ import sys
 import time
 from pathlib import Path
 
+from . import runstore, suite
 from .io import write_text
+from .paths import ROOT
 from .report import recipes
 from .report.collect import collect
 from .report.figures import RENDERERS
+from .runqueue import Queue, auto_jobs, clock, estimates
+from .train import ConfigError
 
 log = logging.getLogger("qsd.reproduce")
-ROOT = recipes.ROOT
-SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}  # a sweep may ask for fewer (`seeds:`), e.g. a published anchor
 BENCH_REPEATS = {"smoke": 3, "cpu": 30, "paper": 100}
 
 
@@ -35,65 +42,78 @@ def manifests() -> list[dict]:
     return out
 
 
-def sweep_commands(scale: str, jobs: int, only: list[str] | None = None) -> list[list[str]]:
-    """One Hydra multirun command per distinct sweep (sweeps shared by figures run once)."""
-    seen, cmds = set(), []
-    for m in manifests():
-        if only and m["id"] not in only:
-            continue
-        for sweep in m["sweeps"]:
-            if "scales" in sweep and scale not in sweep["scales"]:
-                continue
-            seeds = ",".join(str(s) for s in range(min(SEEDS[scale], sweep.get("seeds", SEEDS[scale]))))
-            key = (seeds, *sweep["overrides"])
-            if key in seen:
-                continue
-            seen.add(key)
-            cmds.append([sys.executable, "-m", "qsd.train", "-m", f"scale={scale}", f"seed={seeds}", *sweep["overrides"],
-                         "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}", "train.progress=off"])
-    return cmds
-
-
-def thread_env(jobs: int) -> dict[str, str]:
-    """Split the cores among parallel runs instead of oversubscribing them."""
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-
-
-def render(scale: str, results: Path, only: list[str] | None = None) -> None:
+def render(scale: str, results: Path, only: list[str] | None = None) -> list[str]:
     """Draw every figure and table (or those in ``only``) from the collected files in ``results/<scale>/``."""
-    out = results / scale
+    drawn = []
     for m in manifests():
         if not only or m["id"] in only:
-            RENDERERS[m["render"]](out, scale)
-            log.info("rendered %s", m["id"])
+            RENDERERS[m["render"]](results / scale, scale)
+            drawn.append(m["id"])
+    return drawn
 
 
-def run_count(cmd: list[str]) -> int:
-    """How many runs a multirun command asks for (the product of its sweep lengths)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+def jobs_arg(value: str) -> int:
+    if value == "auto":
+        return auto_jobs()
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {value!r}")
+    return int(value)
 
-    count = 1
-    for o in OverridesParser.create().parse_overrides([a for a in cmd if "=" in a and not a.startswith("hydra")]):
-        if o.is_sweep_override():
-            count *= len(list(o.sweep_string_iterator()))
-    return count
+
+def verdicts(out: Path) -> str:
+    """table1's verdict per experiment, one line each."""
+    try:
+        with open(out / "table1_summary.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return ""
+    width = max((len(r["experiment"]) for r in rows), default=0)
+    return "\n".join(f"  {r['experiment']:{width}s}  {r['verdict']}" + (f"  (QSD - dropout {r['QSD - dropout']}, "
+                     f"95% CI {r['paired t 95% CI']})" if r.get("QSD - dropout") else "") for r in rows)
+
+
+def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> list[Path]:
+    """The finished folder of each planned run (the runs root first: it has the weights), each also
+    committed to ``results/<scale>/runs/`` (small files only) if it is not there yet."""
+    archive, paths = results / "runs", []
+    for run in planned:
+        path = suite.locate(run, [runs_root, archive])
+        if path is None:
+            continue
+        if path.parent.parent == runs_root and not runstore.is_finished(archive / run.key):
+            runstore.archive(path, archive / run.key)
+        paths.append(path)
+    keys = {r.key for r in planned}
+    ignored = sum(1 for p in runs_root.glob("*/*") if p.is_dir() and f"{p.parent.name}/{p.name}" not in keys)
+    if ignored:
+        log.info("ignored %d run folder(s) in %s that are not runs of this suite", ignored, runs_root)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qsd-reproduce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", choices=sorted(SEEDS), default="cpu")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel runs (threads are split among them)")
+    ap.add_argument("--scale", choices=sorted(suite.SEEDS), default="cpu")
+    ap.add_argument("--jobs", type=jobs_arg, default="auto",
+                    help="parallel runs, 'auto' (default: as many as the cores and memory hold, 1 thread each) or N")
     ap.add_argument("--only", nargs="*", help="figure/table ids to run and render (default: all; --list shows them)")
     ap.add_argument("--list", action="store_true", help="list the figure/table ids and stop")
     ap.add_argument("--render-only", action="store_true", help="render from results/<scale>/ alone (no training, no collecting)")
-    ap.add_argument("--dry-run", action="store_true", help="print the sweep commands and stop")
+    ap.add_argument("--dry-run", action="store_true", help="print the runnable sweep commands, run counts and time left; train nothing")
+    ap.add_argument("--time-budget", type=float, metavar="MIN",
+                    help="start no run that would not finish within MIN minutes (by the recorded times)")
+    ap.add_argument("--verbose", action="store_true", help="show every run's own output (it always goes to its train.log)")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    if args.jobs < 1:
-        ap.error("--jobs must be >= 1")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return _run(ap, args)
+    except BrokenPipeError:  # the reader stopped early (`qsd-reproduce --dry-run | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     ids = [m["id"] for m in manifests()]
     if args.list:
         print("\n".join(f"{m['id']:18s} {m['title']}" for m in manifests()))
@@ -101,37 +121,60 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.only or []) - set(ids))
     if unknown:
         ap.error(f"unknown id(s) {unknown} in --only; choose from {ids}")
-    runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve()
-    failed = []
-    if args.dry_run:
-        cmds = sweep_commands(args.scale, args.jobs, args.only)
-        for cmd in cmds:
-            print(f"# {run_count(cmd)} runs\nqsd-train {shlex.join(cmd[3:])}")
-        print(f"# {sum(map(run_count, cmds))} runs in {len(cmds)} sweeps (finished runs are skipped when they run)")
+    out = args.results / args.scale
+    if args.render_only:
+        if not (out / "runs.csv").exists():
+            print(f"no collected runs for scale {args.scale} ({out / 'runs.csv'} does not exist): "
+                  f"run `make reproduce-all SCALE={args.scale}` first", file=sys.stderr)
+            return 1
+        print(f"rendered {', '.join(render(args.scale, args.results, args.only))} in {out}/")
         return 0
-    if not args.render_only:
-        (args.results / args.scale / "FAILED_SWEEPS.txt").unlink(missing_ok=True)
-        for cmd in sweep_commands(args.scale, args.jobs, args.only):
-            line = " ".join(cmd[2:])
-            log.info("sweep: %s", line)
-            t0 = time.time()
-            if subprocess.run(cmd, env=thread_env(args.jobs), cwd=ROOT).returncode != 0:
-                failed.append(line)
-            log.info("sweep took %.0f s", time.time() - t0)
-        for m in manifests():
-            if "bench" in m and (not args.only or m["id"] in args.only):
-                cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=args.results / args.scale)
-                                         for a in m["bench"])]
-                log.info("benchmark: %s", " ".join(cmd[1:]))
-                if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-                    failed.append(" ".join(cmd[1:]))
-    if not args.render_only:
-        counts = collect(runs_root, args.scale, args.results / args.scale)
-        log.info("collected %d finished runs (%d in progress)", counts["finished"], counts["in_progress"])
-    render(args.scale, args.results, args.only)
+
+    runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve() / args.scale
+    try:
+        planned = suite.plan(args.scale)
+        wanted = suite.plan(args.scale, args.only) if args.only else planned
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finished = {r.key: p for r in planned if (p := suite.locate(r, [runs_root, out / "runs"]))}
+    todo = [r for r in wanted if r.key not in finished]
+    queue = Queue(todo, len(wanted) - len(todo), args.jobs, runs_root, args.scale, estimates(finished),
+                  args.verbose, args.time_budget and args.time_budget * 60)
+    guessed = sum(r.experiment not in queue.estimate for r in todo)
+    print(f"{args.scale} scale: {len(wanted)} runs, {queue.done} already finished, about {clock(queue.left_s(todo))} "
+          f"left on {args.jobs} parallel run(s), {max((r.threads for r in wanted), default=1)} CPU thread(s) each"
+          + (f" ({guessed} of them a guess: no run of their experiment was timed yet)" if guessed else ""))
+    if args.dry_run:
+        sweeps = list(dict.fromkeys(map(tuple, suite.sweeps(args.scale, args.only))))  # shared sweeps once
+        for sweep in sweeps:
+            print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
+        print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run")
+        return 0
+
+    t0, failed = time.time(), []
+    try:
+        outcomes = queue.run()
+    except KeyboardInterrupt:
+        return 130
+    failed = [f"qsd-train {' '.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
+    for m in manifests():
+        if "bench" in m and (not args.only or m["id"] in args.only):
+            cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=out) for a in m["bench"])]
+            print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
+            if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
+                failed.append(" ".join(cmd[1:]))
+    paths = gather(planned, runs_root, out)
+    collect(paths, out)
+    drawn = render(args.scale, args.results, args.only)
+    print(f"\n{len(paths)} of {len(planned)} runs collected; trained for {clock(time.time() - t0)}."
+          f"\nVerdicts (results/{args.scale}/table1_summary.md):\n{verdicts(out)}"
+          f"\nFigures and tables ({', '.join(drawn)}) are in {out}/")
+    (out / "FAILED_RUNS.txt").unlink(missing_ok=True)
     if failed:
-        write_text(args.results / args.scale / "FAILED_SWEEPS.txt", "\n".join(failed) + "\n")
-        log.error("%d sweep(s) failed; see %s", len(failed), args.results / args.scale / "FAILED_SWEEPS.txt")
+        write_text(out / "FAILED_RUNS.txt", "\n".join(failed) + "\n")
+        print(f"{len(failed)} run(s) failed; see {out / 'FAILED_RUNS.txt'} (rerun the same command to retry them)",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from .io import atomic_write, write_json, write_text
 
 log = logging.getLogger(__name__)
-NOT_IDENTITY = ("paths", "logger", "device", "progress", "compile")
+NOT_IDENTITY = ("paths", "logger", "device", "progress", "compile", "threads")
 FINISHED = ("completed", "diverged")
 
 
@@ -38,9 +38,23 @@ def identity(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def run_key(cfg: DictConfig) -> str:
+    """``<experiment name>/<regulariser>-seed<seed>-<config hash>``: where the run lives under a scale."""
+    return f"{cfg.name}/{cfg.regulariser.name}-seed{cfg.seed}-{identity(cfg)}"
+
+
 def run_dir(cfg: DictConfig) -> Path:
-    root = Path(cfg.paths.runs).expanduser().resolve()
-    return root / cfg.scale.name / cfg.name / f"{cfg.regulariser.name}-seed{cfg.seed}-{identity(cfg)}"
+    return Path(cfg.paths.runs).expanduser().resolve() / cfg.scale.name / run_key(cfg)
+
+
+ARCHIVED = ("config.yaml", "metrics.jsonl", "summary.json")  # summary last: its presence means the copy is whole
+
+
+def archive(path: Path, dest: Path) -> None:
+    """Copy a finished run's small files (never checkpoints or weights) to ``dest``, atomically each."""
+    for name in ARCHIVED:
+        data = (path / name).read_bytes()
+        atomic_write(dest / name, lambda f: f.write(data))
 
 
 def read_summary(path: Path) -> dict | None:
@@ -105,9 +119,9 @@ def remove_temporaries(path: Path) -> None:
 
 class RunLock:
     """An exclusive claim on a run directory, safe across processes and machines that share the
-    results root: ``run.lock`` is created with O_EXCL. A lock is stale when its owner on this host
-    has died, or when it has not been refreshed (``heartbeat``) for ``stale_s`` seconds; a stale lock
-    is taken over by an atomic rename, so only one of several contenders wins it."""
+    results root: ``run.lock`` is created by an atomic hard link. A lock is stale when its owner on
+    this host has died, or when it has not been refreshed (``heartbeat``) for ``stale_s`` seconds; a
+    stale lock is taken over by an atomic rename, so only one of several contenders wins it."""
 
     def __init__(self, path: Path, stale_s: float | None = None):
         self.file = path / "run.lock"
@@ -115,9 +129,14 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> bool:
+        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
         for _ in range(3):
+            # written whole beside it, then hard-linked into place (atomic, fails if it exists): a
+            # contender never reads a half-written lock, which would look stale
+            new = self.file.with_name(f".run.lock.{uuid.uuid4().hex}.new")
+            new.write_text(owner)
             try:
-                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(new, self.file)
             except FileExistsError:
                 if not self._stale():
                     return False
@@ -127,8 +146,8 @@ class RunLock:
                     pass
                 log.warning("took over a stale lock in %s", self.file.parent)
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, f)
+            finally:
+                new.unlink()
             self.held = True
             return True
         return False

@@ -26,12 +26,13 @@ from .data import DataError, data_root
 from .logger import WandbLogger
 from .metrics import record_sparsity, weight_summary
 from .models import MODELS, build_model
+from .paths import ROOT
 from .provenance import git_commit
 from .regularisers import build as build_regulariser
 from .tasks import LM_LOSSES, Task, build_task
 
 log = logging.getLogger("qsd.train")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+CONFIG_DIR = str(ROOT / "configs")
 
 
 class ConfigError(ValueError):
@@ -72,13 +73,22 @@ def build_model_from(cfg: DictConfig, dims: dict[str, int]) -> torch.nn.Module:
         raise ConfigError(f"model {name!r}: {e}") from None
 
 
+def _integer(value, at_least: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= at_least
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Fail fast, before any data is loaded, on values Hydra's schema cannot check."""
+    """Fail fast, before any data is loaded, on values Hydra's schema cannot check and on overrides
+    that would change nothing but the run's hash."""
+    if not _integer(cfg.seed, 0):
+        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
     t = cfg.train
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        v = t[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"train.{key} must be an integer >= 1, got {v!r}")
+    for key in ("epochs", "batch_size", "eval_batch_size", "threads"):
+        if not _integer(t[key], 1):
+            raise ConfigError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
+    if t.progress not in PROGRESS:
+        raise ConfigError(f"train.progress must be one of {list(PROGRESS)}, got {t.progress!r}")
+    check_sizing(cfg)
     if cfg.optim.name not in ("sgd", "adam", "adamw"):
         raise ConfigError(f"optim.name must be one of ['sgd', 'adam', 'adamw'], got {cfg.optim.name!r}")
     if cfg.train.lm_loss not in LM_LOSSES:
@@ -90,11 +100,30 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.lr must be a positive number, got {lr!r}")
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {cfg.device!r}")
+    if cfg.model.name not in MODELS:
+        raise ConfigError(f"unknown model {cfg.model.name!r}; choose one of {sorted(MODELS)}")
+    slots, rates = MODELS[cfg.model.name].SLOTS, set(cfg.rates)
+    if rates - set(slots):
+        raise ConfigError(f"model {cfg.model.name!r} has rate slots {list(slots)}; rates.{sorted(rates - set(slots))[0]} "
+                          "would change nothing: remove it")
     make_reg = make_reg_factory(cfg)
-    for slot in cfg.rates:
+    for slot in slots:
         make_reg(slot)
 
 
+def check_sizing(cfg: DictConfig) -> None:
+    """An experiment below the paper scale needs its sizing file: without one it would silently run
+    the full paper protocol."""
+    scale, sizings = cfg.scale.name, Path(CONFIG_DIR, "sizing", cfg.name)
+    if scale != "paper" and Path(CONFIG_DIR, "experiment", f"{cfg.name}.yaml").exists() \
+            and not (sizings / f"{scale}.yaml").exists():
+        have = sorted(p.stem for p in sizings.glob("*.yaml"))
+        raise ConfigError(f"experiment {cfg.name!r} has no {scale} sizing (configs/sizing/{cfg.name}/ has {have}): "
+                          f"it would run the full paper protocol. Use scale=paper for that, or add "
+                          f"configs/sizing/{cfg.name}/{scale}.yaml")
+
+
+PROGRESS = ("auto", "on", "off")
 SCHEDULES = {
     "constant": lambda o, E: lambda e: 1.0,
     "cosine": lambda o, E: lambda e: 0.5 * (1 + math.cos(math.pi * e / E)),
@@ -124,9 +153,9 @@ def pick_device(name: str) -> torch.device:
 
 
 # ------------------------------------------------------------------ the loop
-def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, progress=False) -> dict[str, float]:
+def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, progress: str = "") -> dict[str, float]:
     """One pass over ``split``: trains when ``opt`` is given, else evaluates. Returns its metrics
-    (``diverged`` set if a loss was not finite)."""
+    (``diverged`` set if a loss was not finite). ``progress``: a terminal bar with this label."""
     training = opt is not None
     model.train(training)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -137,7 +166,7 @@ def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, 
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, total=len(batches), leave=False, desc=split)
+        batches = tqdm(batches, total=len(batches), leave=False, desc=progress)
     with torch.set_grad_enabled(training):
         for i, batch in enumerate(batches):
             with amp:
@@ -153,6 +182,8 @@ def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, 
             n += count
             if training and i % 50 == 49 and not torch.isfinite(loss_sum):
                 break
+            if progress and i % 20 == 19:
+                batches.set_postfix(loss=f"{loss_sum.item() / n:.4g}")
             if cfg.train.max_steps and i + 1 >= cfg.train.max_steps:
                 break
     m = task.metrics(loss_sum.item(), n, correct.item())
@@ -177,6 +208,8 @@ def fit(cfg: DictConfig) -> dict:
     if runstore.is_finished(path):
         log.info("already finished, skipping: %s", path)
         return runstore.read_summary(path)
+    log.info("run %s on %s, scale %s, %d CPU thread(s)", path, device, cfg.scale.name, cfg.train.threads)
+    torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     task = build_task(cfg.data, cfg.train, cfg.seed, device, root)
     model = build_model_from(cfg, task.dims).to(device)
@@ -218,7 +251,8 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
     t0, status = time.time(), "completed"
     for epoch in range(start, cfg.train.epochs):
         lr = opt.param_groups[0]["lr"]  # this epoch's (the scheduler steps after it)
-        tr = run_epoch(step_model, task, "train", cfg, device, opt, progress)
+        tr = run_epoch(step_model, task, "train", cfg, device, opt,
+                       f"epoch {epoch + 1}/{cfg.train.epochs}" if progress else "")
         if tr["diverged"]:
             status = "diverged"
             history.append({"epoch": epoch + 1, "train_loss": tr["loss"]})
@@ -244,7 +278,7 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
 
     summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
                "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
-               "device": str(device), "wall_s": wall_before + time.time() - t0,
+               "device": str(device), "threads": cfg.train.threads, "wall_s": wall_before + time.time() - t0,
                "versions": {"qsd": __version__, "commit": git_commit(), "torch": torch.__version__,
                             "python": platform.python_version()}}
     if status == "completed":
@@ -261,6 +295,15 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
     return summary
 
 
+def record_failure(cfg: DictConfig, error: Exception) -> None:
+    """Mark a run that failed while training as failed (a rerun starts it again)."""
+    path = runstore.run_dir(cfg)
+    if path.exists():
+        runstore.write_summary(path, {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                                      "name": cfg.name, "scale": cfg.scale.name,
+                                      "regulariser": cfg.regulariser.name, "seed": cfg.seed})
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point. Config and data problems stop with one message; in a multirun, a run that
@@ -271,11 +314,7 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", e)
         raise SystemExit(2) from None
     except Exception as e:
-        path = runstore.run_dir(cfg)
-        if path.exists():
-            runstore.write_summary(path, {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                                          "name": cfg.name, "scale": cfg.scale.name,
-                                          "regulariser": cfg.regulariser.name, "seed": cfg.seed})
+        record_failure(cfg, e)
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 

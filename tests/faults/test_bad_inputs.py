@@ -54,7 +54,7 @@ CASES = [  # (overrides, text the error must contain)
     (["optim.schedule=linear"], "optim.schedule must be one of"),
     (["device=tpu"], "device must be auto, cpu or cuda"),
     (["experiment=cnn_mnist", "~rates.conv"], "rates has no entry for slot 'conv'"),
-    (["experiment=wrn_cifar10", "model.depth=15"], "WRN depth must be 6k + 4"),
+    (["experiment=wrn_cifar10", "scale=smoke", "model.depth=15"], "WRN depth must be 6k + 4"),
     (["experiment=lstm_ptb", "model.hidden=0"], "model.hidden and model.layers must be >= 1"),
     (["+model.dropout=0.5"], "unexpected keyword argument 'dropout'"),
 ]

@@ -64,7 +64,7 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_previous_state(tiny_root, t
     def fdopen(fd, mode="r", *a, **k):
         f = real_write(fd, mode, *a, **k)
         state["n"] += 1
-        return FullFile(f) if state["n"] == 6 else f  # lock, config, metrics, ckpt, metrics, ckpt (epoch 2)
+        return FullFile(f) if state["n"] == 5 else f  # config, metrics, ckpt, metrics, ckpt (epoch 2)
 
     monkeypatch.setattr(qio.os, "fdopen", fdopen)
     with pytest.raises(qio.DiskFullError, match="no space left on device while writing .*ckpt-new.pt; files already on disk are unchanged"):

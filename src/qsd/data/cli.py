@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("info", help="print a JSON report of one data set")
     i.add_argument("name", choices=sorted(SPECS))
     for p in (f, i):
-        p.add_argument("--root", default=None, help="data root (default $QSD_DATA_ROOT or ./data)")
+        p.add_argument("--root", default=None, help="data root (default $QSD_DATA_ROOT, else the checkout's data/)")
     args = ap.parse_args(argv)
     try:
         if args.command == "fetch":

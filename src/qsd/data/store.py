@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..io import atomic_write, write_json
+from ..paths import checkout
 from . import formats
 from .errors import DataError, fetch_hint
 from .sources import SPECS, Spec
@@ -18,8 +19,8 @@ FORMAT_VERSION = 1
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """``root`` if given, else ``$QSD_DATA_ROOT``, else ``./data``."""
-    return Path(root if root is not None else os.environ.get("QSD_DATA_ROOT", "data")).expanduser().resolve()
+    """``root`` if given, else ``$QSD_DATA_ROOT``, else the checkout's ``data/``."""
+    return Path(root if root is not None else os.environ.get("QSD_DATA_ROOT", checkout("data"))).expanduser().resolve()
 
 
 def spec(name: str) -> Spec:
@@ -41,12 +42,20 @@ def _manifest(name: str, root: Path) -> dict | None:
     return m if m.get("format") == FORMAT_VERSION else None
 
 
+def _hint(name: str, root: Path) -> str:
+    """How to get data set ``name``: the fetch command, or (user-supplied sets) where to put its files."""
+    s = spec(name)
+    if s.obtain:
+        return fetch_hint(name, str(root))
+    return (f"it cannot be downloaded here: place the {s.source.split(': ', 1)[-1]} files under {root}/, "
+            f"then run `qsd-data fetch {name} --root {root}` (see README: data)")
+
+
 def _verify_raw(s: Spec, root: Path) -> dict[str, str]:
     status = {}
     for rel, (algo, expected) in s.raw.items():
         path = root / rel
-        hint = fetch_hint(s.name, str(root)) if s.obtain else (
-            f"place the {s.source.split(': ', 1)[-1]} files under {root} (see README: data)")
+        hint = _hint(s.name, root)
         if not algo:
             if not path.is_file():
                 raise DataError(f"missing data file {path}; {hint}")
@@ -111,7 +120,7 @@ def meta(name: str, root: str | os.PathLike | None = None) -> dict:
     m = _manifest(name, root)
     if m is None:
         raise DataError(f"data set {name!r} is not prepared (no valid {_cache_dir(name, root) / 'manifest.json'}); "
-                        f"{fetch_hint(name, str(root))}")
+                        f"{_hint(name, root)}")
     return m["meta"]
 
 
@@ -121,7 +130,7 @@ def load(name: str, split: str, root: str | os.PathLike | None = None) -> dict[s
     root = data_root(root)
     spec(name)
     m = _manifest(name, root)
-    hint = fetch_hint(name, str(root))
+    hint = _hint(name, root)
     if m is None:
         raise DataError(f"data set {name!r} is not prepared (no valid {_cache_dir(name, root) / 'manifest.json'}); {hint}")
     fname = f"{split}.pt"
@@ -142,7 +151,7 @@ def info(name: str, root: str | os.PathLike | None = None) -> dict:
     m = _manifest(name, root)
     if m is None:
         raise DataError(f"data set {name!r} is not prepared (no valid {_cache_dir(name, root) / 'manifest.json'}); "
-                        f"{fetch_hint(name, str(root))}")
+                        f"{_hint(name, root)}")
     report = {"name": name, "kind": s.kind, "source": m["source"], "note": m["note"], "root": str(root),
               "raw": m["raw"], "splits": {}}
     for fname in m["files"]:

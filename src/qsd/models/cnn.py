@@ -11,6 +11,8 @@ def _conv(a: int, b: int, batch_norm: bool) -> list[nn.Module]:
 
 
 class CNN(nn.Module):
+    SLOTS = ("conv", "hidden")  # the rate slots it asks make_reg for
+
     def __init__(self, make_reg, in_channels: int, image_size: int, classes: int,
                  channels: list[int] = (32, 64, 128), fc: int = 256, batch_norm: bool = False):
         super().__init__()

@@ -25,6 +25,7 @@ class SequenceReg(nn.Module):
 
 class LSTMLanguageModel(nn.Module):
     """Embedding -> reg -> [LSTM -> reg] x layers -> Linear (optionally tied to the embedding)."""
+    SLOTS = ("embedding", "hidden")  # the rate slots it asks make_reg for
 
     def __init__(self, make_reg, vocab_size: int, hidden: int = 650, layers: int = 2, tie_weights: bool = False,
                  locked: bool = False, init_range: float = 0.05):
@@ -54,6 +55,7 @@ class LSTMLanguageModel(nn.Module):
 
 class LSTMClassifier(nn.Module):
     """Embedding -> reg -> LSTM (uni- or bidirectional) -> final hidden state -> reg -> Linear."""
+    SLOTS = ("embedding", "output")  # the rate slots it asks make_reg for
 
     def __init__(self, make_reg, vocab_size: int, classes: int, embedding: int = 128, hidden: int = 128,
                  bidirectional: bool = False, pad_id: int = 0):

@@ -7,6 +7,7 @@ from torch import nn
 
 class MLP(nn.Module):
     """in -> [reg("input"), Linear, ReLU] -> [reg("hidden"), Linear, ReLU]* -> reg("hidden") -> Linear."""
+    SLOTS = ("input", "hidden")  # the rate slots it asks make_reg for
 
     def __init__(self, make_reg, in_features: int, widths: list[int], classes: int):
         super().__init__()

@@ -22,6 +22,8 @@ class Block(nn.Module):
 
 
 class WideResNet(nn.Module):
+    SLOTS = ("block",)  # the rate slots it asks make_reg for
+
     def __init__(self, make_reg, in_channels: int, image_size: int, classes: int, depth: int = 16, width: int = 8):
         super().__init__()
         if (depth - 4) % 6 or depth < 10 or width < 1:

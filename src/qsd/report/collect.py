@@ -1,7 +1,7 @@
 """Gather every run of one scale into flat CSV files under ``results/<scale>/``.
 
-Reads only finished files (``summary.json`` is written last and atomically), so it can run while
-other runs are still training, from a results root shared by many machines.
+It reads the run folders it is given (the suite's finished runs, found in a runs root or in the
+committed ``results/<scale>/runs/``), so a stray run never reaches a figure.
 """
 from __future__ import annotations
 
@@ -55,14 +55,11 @@ def _to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def collect(runs_root: Path, scale: str, out: Path) -> dict[str, int]:
-    """Write runs.csv, curves.csv, sparsity.csv, weights.csv and weights_ks.csv for ``scale``."""
+def collect(paths: list[Path], out: Path) -> int:
+    """Write runs.csv, curves.csv, sparsity.csv, weights.csv and weights_ks.csv from the finished run
+    folders ``paths``; returns how many were read."""
     runs, curves, sparsity, weights, models = [], [], [], [], {}
-    counts = {"finished": 0, "in_progress": 0}
-    for path in sorted((runs_root / scale).glob("*/*")):
-        if not (path / "summary.json").exists():
-            counts["in_progress"] += path.is_dir()
-            continue
+    for path in paths:
         got = _read_run(path)
         if got is None:
             continue
@@ -71,11 +68,10 @@ def collect(runs_root: Path, scale: str, out: Path) -> dict[str, int]:
         row = {**base, "metric": summary.get("metric", ""), "test_metric": summary.get(f"test_{summary.get('metric')}", ""),
                "test_loss": summary.get("test_loss", ""), "epochs_done": summary.get("epochs_done", ""),
                "wall_s": summary.get("wall_s", ""), "device": summary.get("device", ""),
-               "commit": (summary.get("versions") or {}).get("commit", "unknown")}
+               "threads": summary.get("threads", ""), "commit": (summary.get("versions") or {}).get("commit", "unknown")}
         for k, v in (summary.get("final_valid") or {}).items():
             row[f"valid_{k}"] = v
         runs.append(row)
-        counts["finished"] += 1
         for m in metrics:
             curves.append({"run": path.name, **{k: base[k] for k in ("experiment", "regulariser", "seed")}, **m})
         for layer, s in (summary.get("sparsity") or {}).items():
@@ -85,18 +81,28 @@ def collect(runs_root: Path, scale: str, out: Path) -> dict[str, int]:
             for kind, w in ws.items():
                 weights.append({**base, "layer": layer, "kind": kind, "mean": w["mean"], "sd": w["sd"], "n": w["n"],
                                 "hist_edges": json.dumps(w["hist_edges"]), "hist_counts": json.dumps(w["hist_counts"])})
-        if summary["status"] == "completed" and (path / "model.pt").exists():
+        if summary["status"] == "completed":
             models[path] = base
     out.mkdir(parents=True, exist_ok=True)
+    ks = _weights_ks(models, _read_csv(out / "weights_ks.csv"))
     for name, rows in (("runs", runs), ("curves", curves), ("sparsity", sparsity), ("weights", weights),
-                       ("weights_ks", _weights_ks(models))):
+                       ("weights_ks", ks)):
         write_text(out / f"{name}.csv", _to_csv(rows))
-    return counts
+    return len(runs)
 
 
-def _weights_ks(models: dict[Path, dict]) -> list[dict]:
+def _read_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def _weights_ks(models: dict[Path, dict], previous: list[dict]) -> list[dict]:
     """Two-sample KS statistic between dropout- and QSD-trained weights, per layer and seed, for runs
-    that differ only in the regulariser (same experiment, seed and rates)."""
+    that differ only in the regulariser (same experiment, seed and rates). A pair whose weights
+    (``model.pt``, never committed) are not on this machine keeps its rows from ``previous``."""
     def key(b: dict) -> tuple:
         return tuple((k, v) for k, v in sorted(b.items()) if k.startswith("rate_")) + (("experiment", b["experiment"]), ("seed", b["seed"]))
 
@@ -109,10 +115,14 @@ def _weights_ks(models: dict[Path, dict]) -> list[dict]:
     for k, pair in by_key.items():
         if set(pair) != {"dropout", "qsd"}:
             continue
+        names = {"run_dropout": pair["dropout"].name, "run_qsd": pair["qsd"].name}
+        if not all((p / "model.pt").exists() for p in pair.values()):
+            rows += [r for r in previous if (r.get("run_dropout"), r.get("run_qsd")) == tuple(names.values())]
+            continue
         a = torch.load(pair["dropout"] / "model.pt", weights_only=True)
         b = torch.load(pair["qsd"] / "model.pt", weights_only=True)
         for name in a:
             if name.endswith(("weight", "bias")) and a[name].dim() in (1, 2, 4) and name in b and "embed" not in name:
                 res = stats.ks_2samp(a[name].flatten().numpy(), b[name].flatten().numpy())
-                rows.append({**dict(k), "param": name, "ks": float(res.statistic), "p": float(res.pvalue)})
+                rows.append({**dict(k), **names, "param": name, "ks": float(res.statistic), "p": float(res.pvalue)})
     return rows

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from functools import cache
-from pathlib import Path
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-ROOT = Path(__file__).resolve().parents[3]
+from ..paths import ROOT
+
 CONFIGS, EXPERIMENTS = ROOT / "configs", ROOT / "experiments"
 QSD_KEYS = ("n", "cv", "alpha", "mapping")
 

@@ -1,0 +1,195 @@
+"""One pool of ``jobs`` workers for the suite's runs. Each worker is a long-lived process
+(``qsd.worker``) that trains one run after another, writing the run's output to its ``train.log``.
+The terminal gets a progress bar (or, without a terminal, one line per finished run) with an ETA.
+A failed run is recorded and the queue goes on; Ctrl-C stops every run at once, and the same
+command later continues where it stopped."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+from . import runstore
+from .suite import Run
+from .worker import DONE
+
+GUESS_S = {"smoke": 1.5, "cpu": 120.0, "paper": 600.0}  # a run's wall time when none was recorded (a guess)
+START_S = 4.0  # a process's start-up (Python, torch, Hydra) beside the recorded training time
+GIB_PER_RUN = 2  # memory one run may need, for JOBS=auto
+
+
+def auto_jobs(threads: int = 1) -> int:
+    """As many runs as the cores hold at ``threads`` each, and the memory at GIB_PER_RUN each
+    (on a GPU machine they all share the GPU)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(cores // threads, int(mem_gib // GIB_PER_RUN)))
+
+
+def estimates(finished: dict[str, Path]) -> dict[str, float]:
+    """Seconds per run of each experiment: the mean recorded wall time of its finished runs."""
+    walls: dict[str, list[float]] = {}
+    for key, path in finished.items():
+        wall = (runstore.read_summary(path) or {}).get("wall_s")
+        if isinstance(wall, (int, float)):
+            walls.setdefault(key.split("/")[0], []).append(wall + START_S)
+    return {exp: mean(w) for exp, w in walls.items()}
+
+
+def clock(seconds: float) -> str:
+    """``1 h 05 min``, ``7 min``, ``42 s``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min"
+
+
+@dataclass
+class Outcome:
+    run: Run
+    status: str  # completed | diverged | failed | locked | stopped
+    text: str    # e.g. "completed, test error 1.6"
+    wall_s: float
+
+
+class Queue:
+    """Run ``todo`` (runs not yet finished) with ``jobs`` workers in ``root`` (the runs folder of
+    ``scale``); ``done`` runs were finished before."""
+
+    def __init__(self, todo: list[Run], done: int, jobs: int, root: Path, scale: str,
+                 estimate: dict[str, float], verbose: bool = False, budget_s: float | None = None):
+        self.todo, self.done, self.jobs, self.root, self.scale = todo, done, jobs, root, scale
+        self.estimate = {**estimate}
+        self.verbose, self.budget_s = verbose, budget_s
+        self.workers: set[subprocess.Popen] = set()
+        self.slot = threading.local()
+        self.lock, self.stopping = threading.Lock(), False
+        self.total = done + len(todo)
+
+    def seconds(self, run: Run) -> float:
+        return self.estimate.get(run.experiment, GUESS_S[self.scale])
+
+    def left_s(self, runs: list[Run]) -> float:
+        """Wall time ``runs`` need on ``jobs`` workers (at least the longest run)."""
+        work = [self.seconds(r) for r in runs]
+        return max(sum(work) / self.jobs, max(work, default=0.0))
+
+    def order(self) -> list[Run]:
+        """Longest first, so that no worker waits at the tail on one long run."""
+        return sorted(self.todo, key=self.seconds, reverse=True)
+
+    def run(self) -> list[Outcome]:
+        start, outcomes = time.time(), []
+        pending = self.order()
+        bar = self._bar()
+        with ThreadPoolExecutor(self.jobs) as pool:
+            running: dict[Future, Run] = {}
+            try:
+                while pending or running:
+                    while pending and len(running) < self.jobs:
+                        run = pending.pop(0)
+                        if self.budget_s is not None and time.time() - start + self.seconds(run) > self.budget_s:
+                            outcomes.append(Outcome(run, "stopped", "not started: over the time budget", 0.0))
+                            continue
+                        running[pool.submit(self._train, run)] = run
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        run = running.pop(f)
+                        out = f.result()
+                        outcomes.append(out)
+                        self.done += 1
+                        if out.status in runstore.FINISHED:  # learn the experiment's time as runs finish
+                            self.estimate[run.experiment] = out.wall_s
+                        eta = time.time() + self.left_s(pending + list(running.values()))
+                        line = (f"[{self.done}/{self.total}] {run.label}: {out.text} ({clock(out.wall_s)}, "
+                                f"ETA {time.strftime('%H:%M', time.localtime(eta))})")
+                        self._print(bar, line)
+                        if bar is not None:
+                            bar.update(1)
+            except KeyboardInterrupt:
+                self.stop()
+                self._print(bar, f"stopped: {self.done} of {self.total} runs finished; run the same command "
+                                 "again to continue (a stopped run resumes from its last epoch)")
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+                for p in self.workers:
+                    p.stdin.close()
+        for p in self.workers:
+            p.wait()
+        return outcomes
+
+    def stop(self) -> None:
+        """Stop every running run (each keeps its last checkpoint)."""
+        with self.lock:
+            self.stopping = True
+            for p in self.workers:
+                p.terminate()
+
+    def _worker(self, threads: int) -> subprocess.Popen:
+        """This slot's long-lived ``qsd.worker`` process (a new one if it has none or it died)."""
+        proc = getattr(self.slot, "worker", None)
+        if proc is None or proc.poll() is not None:
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+            proc = subprocess.Popen([sys.executable, "-m", "qsd.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, env=env)
+            self.slot.worker = proc
+            self.workers.add(proc)
+        return proc
+
+    def _train(self, run: Run) -> Outcome:
+        path = self.root / run.key
+        path.mkdir(parents=True, exist_ok=True)
+        t0, rc = time.time(), None
+        with open(path / "train.log", "a") as log:
+            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} qsd-train {' '.join(run.overrides)}\n")
+            with self.lock:
+                if self.stopping:
+                    return Outcome(run, "stopped", "stopped", 0.0)
+                proc = self._worker(run.threads)
+            proc.stdin.write(json.dumps([*run.overrides, "train.progress=off"]) + "\n")
+            proc.stdin.flush()
+            for line in proc.stdout:
+                if line.startswith(DONE):
+                    rc = int(line[len(DONE):])
+                    break
+                log.write(line)
+                if self.verbose:
+                    sys.stdout.write(line)
+        if rc is None:  # the worker died (killed, out of memory): the next run gets a new one
+            rc = proc.wait()
+        return self._outcome(run, path, rc, time.time() - t0)
+
+    def _outcome(self, run: Run, path: Path, rc: int, wall: float) -> Outcome:
+        s = runstore.read_summary(path) or {}
+        status = s.get("status", "failed")
+        if rc != 0 or status == "failed":
+            return Outcome(run, "failed", f"FAILED (exit {rc}; see {path / 'train.log'})", wall)
+        if status not in runstore.FINISHED:
+            return Outcome(run, "locked", "skipped: another process is training it", wall)
+        metric = s.get("metric", "")
+        value = s.get(f"test_{metric}")
+        return Outcome(run, status, f"{status}, test {metric} {value:.4g}" if value is not None else status, wall)
+
+    def _bar(self):
+        if self.verbose or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.total, initial=self.done, unit="run", dynamic_ncols=True)
+
+    def _print(self, bar, line: str) -> None:
+        if bar is None:
+            print(line, flush=True)
+        else:
+            bar.write(line)

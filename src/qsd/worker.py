@@ -1,0 +1,53 @@
+"""``python -m qsd.worker``: a long-lived process that trains runs one after another, so that a run
+does not pay Python's, torch's and Hydra's start-up (seconds, more than a smoke run's training).
+
+Each line on stdin is one run's ``qsd-train`` overrides as a JSON list. The run's output goes to
+stdout (the queue writes it to the run's ``train.log``), then one line ``DONE + <exit code>``:
+0 trained or already finished, 1 failed while training (recorded in its summary), 2 bad config or data.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from hydra import compose, initialize_config_dir
+
+from .data import DataError
+from .train import CONFIG_DIR, ConfigError, fit, record_failure
+
+DONE = "\x1eQSD-RUN-DONE "
+log = logging.getLogger("qsd.train")
+
+
+def train_one(overrides: list[str]) -> int:
+    """What ``qsd-train <overrides>`` does, in this process; returns its exit code."""
+    try:
+        cfg = compose("train", overrides=overrides)
+    except Exception as e:  # noqa: BLE001 -- Hydra's composition errors: a bad config
+        log.error("%s", e)
+        return 2
+    try:
+        fit(cfg)
+    except (ConfigError, DataError, ValueError) as e:
+        log.error("%s", e)
+        return 2
+    except Exception as e:  # noqa: BLE001 -- a run that fails is recorded; the worker goes on
+        record_failure(cfg, e)
+        log.exception("run failed")
+        return 1
+    return 0
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stdout)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for line in sys.stdin:
+            rc = train_one(json.loads(line))
+            sys.stderr.flush()
+            print(f"{DONE}{rc}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

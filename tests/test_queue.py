@@ -1,0 +1,79 @@
+"""The suite's plan (every manifest run, composed once, named by its folder) and the queue that
+trains it: persistent workers, results independent of the number of parallel runs, failures recorded."""
+import json
+
+from hydra import compose, initialize_config_dir
+
+from qsd import runstore, suite
+from qsd.runqueue import Queue, auto_jobs, clock
+from qsd.train import CONFIG_DIR
+
+TINY = ["scale=smoke", "model.widths=[16]", "train.epochs=2", "device=cpu"]
+
+
+def _runs(*override_lists: list[str]) -> list[suite.Run]:
+    runs = []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for overrides in override_lists:
+            cfg = compose("train", overrides=overrides)
+            runs.append(suite.Run(tuple(overrides), runstore.run_key(cfg), cfg.name, cfg.regulariser.name, cfg.seed, 1))
+    return runs
+
+
+def test_fast_composition_equals_hydras():
+    runs = suite.plan("smoke")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for run in runs[::5]:
+            assert runstore.run_key(compose("train", overrides=list(run.overrides))) == run.key, run.label
+
+
+def test_plan_lists_each_run_once_with_the_manifests_seeds():
+    runs = suite.plan("paper")
+    assert len({r.key for r in runs}) == len(runs)
+    assert [r.seed for r in runs if r.experiment == "lstm_ptb_small"] == [0]  # the published anchor: one seed
+    assert {r.seed for r in runs if r.experiment == "mlp_mnist"} == set(range(suite.SEEDS["paper"]))
+    assert [len(suite.plan(s)) for s in ("smoke", "cpu")] == [len(set(r.key for r in suite.plan(s))) for s in ("smoke", "cpu")]
+
+
+def _metrics(path):
+    return [{k: v for k, v in json.loads(line).items() if k != "wall_s"} for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_results_do_not_depend_on_the_number_of_parallel_runs(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))
+    runs = _runs(["experiment=mlp_mnist", "regulariser=dropout", "seed=0", *TINY],
+                 ["experiment=mlp_mnist", "regulariser=qsd", "seed=0", *TINY],
+                 ["experiment=mlp_mnist", "regulariser=qsd", "seed=1", *TINY])
+    metrics = {}
+    for jobs in (1, 2):
+        monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path / f"jobs{jobs}"))
+        root = tmp_path / f"jobs{jobs}" / "smoke"
+        outcomes = Queue(runs, 0, jobs, root, "smoke", {}).run()
+        assert [o.status for o in outcomes] == ["completed"] * 3
+        metrics[jobs] = {r.key: _metrics(root / r.key) for r in runs}
+        assert all(json.loads((root / r.key / "summary.json").read_text())["threads"] == 1 for r in runs)
+    assert metrics[1] == metrics[2]
+
+
+def test_a_failed_run_is_recorded_and_the_queue_goes_on(tiny_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))
+    monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path))
+    bad, good = _runs(["experiment=mlp_mnist", "seed=0", f"paths.data={tmp_path / 'nowhere'}", *TINY],
+                      ["experiment=mlp_mnist", "seed=1", *TINY])
+    outcomes = Queue([bad, good], 0, 1, tmp_path / "smoke", "smoke", {}).run()
+    assert [o.status for o in outcomes] == ["failed", "completed"]
+    assert "qsd-data fetch mnist" in (tmp_path / "smoke" / bad.key / "train.log").read_text()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[1/2] mlp_mnist dropout seed 0 [") and "FAILED (exit 2; see " in lines[0]
+    assert lines[1].startswith("[2/2] mlp_mnist dropout seed 1") and "completed, test error" in lines[1] and "ETA" in lines[1]
+
+
+def test_time_budget_starts_only_runs_that_fit(tmp_path):
+    runs = _runs(["experiment=mlp_mnist", "seed=0", *TINY], ["experiment=lstm_ptb", "seed=0", "scale=smoke"])
+    outcomes = Queue(runs, 0, 1, tmp_path, "smoke", {"mlp_mnist": 1e9, "lstm_ptb": 1e9}, budget_s=60).run()
+    assert [o.status for o in outcomes] == ["stopped", "stopped"] and not any(tmp_path.iterdir())
+
+
+def test_jobs_auto_and_clock():
+    assert auto_jobs() >= 1
+    assert (clock(42), clock(420), clock(3900)) == ("42 s", "7 min", "1 h 05 min")
