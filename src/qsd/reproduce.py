@@ -167,7 +167,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     paths = gather(planned, runs_root, out)
     collect(paths, out)
     drawn = render(args.scale, args.results, args.only)
-    print(f"\n{len(paths)} of {len(planned)} runs collected; trained for {clock(time.time() - t0)}."
+    print(f"\n{len(paths)} of {len(planned)} runs collected; {clock(time.time() - t0)} for training, "
+          "benchmarks and collection."
           f"\nVerdicts (results/{args.scale}/table1_summary.md):\n{verdicts(out)}"
           f"\nFigures and tables ({', '.join(drawn)}) are in {out}/")
     (out / "FAILED_RUNS.txt").unlink(missing_ok=True)
