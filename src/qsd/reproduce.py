@@ -168,9 +168,10 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     collect(paths, out)
     drawn = render(args.scale, args.results, args.only)
     print(f"\n{len(paths)} of {len(planned)} runs collected; {clock(time.time() - t0)} for training, "
-          "benchmarks and collection."
-          f"\nVerdicts (results/{args.scale}/table1_summary.md):\n{verdicts(out)}"
-          f"\nFigures and tables ({', '.join(drawn)}) are in {out}/")
+          "benchmarks and collection.")
+    if "table1_summary" in drawn:
+        print(f"Verdicts (results/{args.scale}/table1_summary.md):\n{verdicts(out)}")
+    print(f"Figures and tables ({', '.join(drawn)}) are in {out}/")
     (out / "FAILED_RUNS.txt").unlink(missing_ok=True)
     if failed:
         write_text(out / "FAILED_RUNS.txt", "\n".join(failed) + "\n")

@@ -5,8 +5,10 @@ A failed run is recorded and the queue goes on; Ctrl-C stops every run at once, 
 command later continues where it stopped."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -109,11 +111,10 @@ class Queue:
                         self.done += 1
                         if out.status in runstore.FINISHED:  # learn the experiment's time as runs finish
                             self.estimate[run.experiment] = out.wall_s
-                        eta = time.time() + self.left_s(pending + list(running.values()))
-                        line = (f"[{self.done}/{self.total}] {run.label}: {out.text} ({clock(out.wall_s)}, "
-                                f"ETA {time.strftime('%H:%M', time.localtime(eta))})")
-                        self._print(bar, line)
+                        eta = time.strftime("%H:%M", time.localtime(time.time() + self.left_s(pending + list(running.values()))))
+                        self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} ({clock(out.wall_s)}, ETA {eta})")
                         if bar is not None:
+                            bar.set_postfix_str(f"ETA {eta}", refresh=False)
                             bar.update(1)
             except KeyboardInterrupt:
                 self.stop()
@@ -130,11 +131,19 @@ class Queue:
         return outcomes
 
     def stop(self) -> None:
-        """Stop every running run (each keeps its last checkpoint)."""
+        """Stop every running run: each keeps its last checkpoint and releases its lock. Ctrl-C on a
+        terminal reaches the workers too; one that has not stopped after a moment gets it from here."""
         with self.lock:
             self.stopping = True
-            for p in self.workers:
-                p.terminate()
+            workers = [p for p in self.workers if p.poll() is None]
+        for signum, grace in ((None, 2.0), (signal.SIGINT, 10.0), (signal.SIGKILL, 10.0)):
+            for p in workers:
+                if signum is not None and p.poll() is None:
+                    p.send_signal(signum)
+            deadline = time.time() + grace
+            for p in workers:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(max(0.0, deadline - time.time()))
 
     def _worker(self, threads: int) -> subprocess.Popen:
         """This slot's long-lived ``qsd.worker`` process (a new one if it has none or it died)."""

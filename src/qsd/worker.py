@@ -43,10 +43,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stdout)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        for line in sys.stdin:
-            rc = train_one(json.loads(line))
-            sys.stderr.flush()
-            print(f"{DONE}{rc}", flush=True)
+        try:
+            for line in sys.stdin:
+                rc = train_one(json.loads(line))
+                sys.stderr.flush()
+                print(f"{DONE}{rc}", flush=True)
+        except KeyboardInterrupt:  # Ctrl-C: the run keeps its last checkpoint and its lock is released
+            log.info("stopped")
+            sys.exit(130)
 
 
 if __name__ == "__main__":
