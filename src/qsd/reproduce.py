@@ -152,12 +152,14 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run")
         return 0
 
-    t0, failed = time.time(), []
+    t0 = time.time()
     try:
         outcomes = queue.run()
     except KeyboardInterrupt:
         return 130
-    failed = [f"qsd-train {' '.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
+    failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
+    if over := sum(o.status == "stopped" for o in outcomes):
+        print(f"{over} run(s) not started: they would not finish within the time budget")
     for m in manifests():
         if "bench" in m and (not args.only or m["id"] in args.only):
             cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=out) for a in m["bench"])]

@@ -22,7 +22,7 @@ from . import runstore
 from .suite import Run
 from .worker import DONE
 
-GUESS_S = {"smoke": 1.5, "cpu": 120.0, "paper": 600.0}  # a run's wall time when none was recorded (a guess)
+GUESS_S = {"smoke": 1.5, "cpu": 120.0, "paper": 300.0}  # a run's wall time when none was recorded (a guess)
 START_S = 4.0  # a process's start-up (Python, torch, Hydra) beside the recorded training time
 GIB_PER_RUN = 2  # memory one run may need, for JOBS=auto
 
@@ -111,8 +111,10 @@ class Queue:
                         self.done += 1
                         if out.status in runstore.FINISHED:  # learn the experiment's time as runs finish
                             self.estimate[run.experiment] = out.wall_s
-                        eta = time.strftime("%H:%M", time.localtime(time.time() + self.left_s(pending + list(running.values()))))
-                        self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} ({clock(out.wall_s)}, ETA {eta})")
+                        left = self.left_s(pending + list(running.values()))
+                        eta = time.strftime("%H:%M", time.localtime(time.time() + left))
+                        self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} "
+                                         f"({clock(out.wall_s)}, ETA {eta})")
                         if bar is not None:
                             bar.set_postfix_str(f"ETA {eta}", refresh=False)
                             bar.update(1)
