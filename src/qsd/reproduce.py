@@ -15,6 +15,7 @@ import csv
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -153,6 +154,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 0
 
     t0 = time.time()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the runs as Ctrl-C does
     try:
         outcomes = queue.run()
     except KeyboardInterrupt:

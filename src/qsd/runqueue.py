@@ -127,7 +127,8 @@ class Queue:
                 if bar is not None:
                     bar.close()
                 for p in self.workers:
-                    p.stdin.close()
+                    with contextlib.suppress(BrokenPipeError):
+                        p.stdin.close()
         for p in self.workers:
             p.wait()
         return outcomes
@@ -168,8 +169,11 @@ class Queue:
                 if self.stopping:
                     return Outcome(run, "stopped", "stopped", 0.0)
                 proc = self._worker(run.threads)
-            proc.stdin.write(json.dumps([*run.overrides, "train.progress=off"]) + "\n")
-            proc.stdin.flush()
+            try:
+                proc.stdin.write(json.dumps([*run.overrides, "train.progress=off"]) + "\n")
+                proc.stdin.flush()
+            except BrokenPipeError:  # it died since it was last asked
+                pass
             for line in proc.stdout:
                 if line.startswith(DONE):
                     rc = int(line[len(DONE):])
