@@ -96,9 +96,9 @@ def test_render_only_needs_only_results(smoke):
 def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path, capsys):
     from qsd.reproduce import main
 
-    failed = tmp_path / "smoke" / "FAILED_SWEEPS.txt"
+    failed = tmp_path / "smoke" / "FAILED_RUNS.txt"
     failed.parent.mkdir()
-    failed.write_text("a sweep\n")
+    failed.write_text("qsd-train a run\n")
     with pytest.raises(SystemExit) as err:
         main(["--scale", "smoke", "--only", "fig2", "--results", str(tmp_path)])
     assert err.value.code == 2 and "fig2_mlp_curves" in capsys.readouterr().err
@@ -106,4 +106,4 @@ def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path,
     out = capsys.readouterr().out
     assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 6 distinct runs in 1 sweeps" in out
     assert out.startswith("smoke scale: 6 runs, 0 already finished, about ")
-    assert failed.exists()  # a dry run leaves the record of failed sweeps alone
+    assert failed.exists()  # a dry run leaves the record of failed runs alone
