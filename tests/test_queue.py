@@ -16,7 +16,8 @@ def _runs(*override_lists: list[str]) -> list[suite.Run]:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for overrides in override_lists:
             cfg = compose("train", overrides=overrides)
-            runs.append(suite.Run(tuple(overrides), runstore.run_key(cfg), cfg.name, cfg.regulariser.name, cfg.seed, 1))
+            runs.append(suite.Run(tuple(overrides), runstore.run_key(cfg), cfg.name, cfg.regulariser.name, cfg.seed, 1,
+                                  cfg.data.name))
     return runs
 
 

@@ -151,6 +151,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for sweep in sweeps:
             print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run")
+        print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in todo})) or 'none'}")
         return 0
 
     t0 = time.time()

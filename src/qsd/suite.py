@@ -31,6 +31,7 @@ class Run:
     regulariser: str
     seed: int
     threads: int  # CPU threads it trains with (train.threads)
+    data: str     # the data set it reads (data.name)
 
     @property
     def label(self) -> str:
@@ -77,7 +78,7 @@ def plan(scale: str, only: list[str] | None = None) -> list[Run]:
                     raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
                 runs.setdefault(key, Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed,
-                                         cfg.train.threads))
+                                         cfg.train.threads, cfg.data.name))
     return list(runs.values())
 
 
