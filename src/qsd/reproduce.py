@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from . import runstore, suite
 from .io import write_text
 from .paths import ROOT
@@ -146,6 +148,9 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     print(f"{args.scale} scale: {len(wanted)} runs, {queue.done} already finished, about {clock(queue.left_s(todo))} "
           f"left on {args.jobs} parallel run(s), {max((r.threads for r in wanted), default=1)} CPU thread(s) each"
           + (f" ({guessed} of them a guess: no run of their experiment was timed yet)" if guessed else ""))
+    if args.scale == "paper" and todo and not torch.cuda.is_available():
+        print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
+              "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
     if args.dry_run:
         sweeps = list(dict.fromkeys(map(tuple, suite.sweeps(args.scale, args.only))))  # shared sweeps once
         for sweep in sweeps:
