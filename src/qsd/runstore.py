@@ -8,6 +8,7 @@ numbers (not paths, logger, device or progress display), so re-running a sweep f
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -121,7 +122,7 @@ class RunLock:
     """An exclusive claim on a run directory, safe across processes and machines that share the
     results root: ``run.lock`` is created by an atomic hard link. A lock is stale when its owner on
     this host has died, or when it has not been refreshed (``heartbeat``) for ``stale_s`` seconds; a
-    stale lock is taken over by an atomic rename, so only one of several contenders wins it."""
+    stale lock is moved aside by one contender at a time, and only one of several wins the run."""
 
     def __init__(self, path: Path, stale_s: float | None = None):
         self.file = path / "run.lock"
@@ -140,17 +141,32 @@ class RunLock:
             except FileExistsError:
                 if not self._stale():
                     return False
-                try:  # only one contender's rename succeeds
-                    os.rename(self.file, self.file.with_name(f".run.lock.stale.{uuid.uuid4().hex}"))
-                except FileNotFoundError:
-                    pass
-                log.warning("took over a stale lock in %s", self.file.parent)
+                self._move_stale_aside()
                 continue
             finally:
                 new.unlink()
             self.held = True
             return True
         return False
+
+    def _move_stale_aside(self) -> None:
+        """Move a stale lock out of the way, one contender at a time: ``run.lock.takeover`` (created
+        with O_EXCL) admits one taker, who checks the lock again under it, so a fresh lock that
+        another contender has just made is never moved. A taker that died mid-way is outwaited (60 s)."""
+        token = self.file.with_name("run.lock.takeover")
+        try:
+            os.close(os.open(token, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if time.time() - token.stat().st_mtime > 60:
+                    token.unlink()
+            return
+        try:
+            if self.file.exists() and self._stale():
+                os.rename(self.file, self.file.with_name(f".run.lock.stale.{uuid.uuid4().hex}"))
+                log.warning("took over a stale lock in %s", self.file.parent)
+        finally:
+            token.unlink(missing_ok=True)
 
     def _stale(self) -> bool:
         try:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,18 @@ def test_only_one_of_two_contenders_takes_a_stale_lock(tmp_path):
     (tmp_path / "run.lock").write_text("{half-writ")  # unreadable owner: stale
     a, b = runstore.RunLock(tmp_path), runstore.RunLock(tmp_path)
     assert a.acquire() is True and b.acquire() is False
+    fresh = (tmp_path / "run.lock").read_text()
+    b._move_stale_aside()  # b judged the old lock stale before a replaced it: a's lock must stay
+    assert (tmp_path / "run.lock").read_text() == fresh and b.acquire() is False
+
+
+def test_a_taker_that_died_mid_takeover_is_outwaited(tmp_path):
+    (tmp_path / "run.lock").write_text("{half-writ")
+    token = tmp_path / "run.lock.takeover"
+    token.touch()
+    assert runstore.RunLock(tmp_path).acquire() is False  # a taker is at work: wait for it
+    os.utime(token, (time.time() - 120, time.time() - 120))
+    assert runstore.RunLock(tmp_path).acquire() is True and not token.exists()
 
 
 def test_two_sweeps_at_once_train_each_run_once(tiny_root, tmp_path):
