@@ -12,7 +12,7 @@ import torch
 from ..io import atomic_write, write_json
 from ..paths import checkout
 from . import formats
-from .errors import DataError, fetch_hint
+from .errors import DataError
 from .sources import SPECS, Spec
 
 FORMAT_VERSION = 1
@@ -42,13 +42,22 @@ def _manifest(name: str, root: Path) -> dict | None:
     return m if m.get("format") == FORMAT_VERSION else None
 
 
-def _hint(name: str, root: Path) -> str:
+def _hint(name: str, root: Path, force: bool = False) -> str:
     """How to get data set ``name``: the fetch command, or (user-supplied sets) where to put its files."""
-    s = spec(name)
+    s, fetch = spec(name), f"`qsd-data fetch {name} --root {root}{' --force' if force else ''}`"
     if s.obtain:
-        return fetch_hint(name, str(root))
+        return f"run {fetch} (or `make data`)"
     return (f"it cannot be downloaded here: place the {s.source.split(': ', 1)[-1]} files under {root}/, "
-            f"then run `qsd-data fetch {name} --root {root}` (see README: data)")
+            f"then run {fetch} (see README: data)")
+
+
+def _prepared(name: str, root: Path) -> dict:
+    """The manifest of a prepared data set; a ``DataError`` saying how to prepare it otherwise."""
+    m = _manifest(name, root)
+    if m is None:
+        raise DataError(f"data set {name!r} is not prepared (no valid {_cache_dir(name, root) / 'manifest.json'}); "
+                        f"{_hint(name, root)}")
+    return m
 
 
 def _verify_raw(s: Spec, root: Path) -> dict[str, str]:
@@ -116,42 +125,29 @@ def _size(t: dict[str, torch.Tensor]) -> int:
 
 def meta(name: str, root: str | os.PathLike | None = None) -> dict:
     """The manifest's ``meta`` (classes, vocab) of a prepared data set."""
-    root = data_root(root)
-    m = _manifest(name, root)
-    if m is None:
-        raise DataError(f"data set {name!r} is not prepared (no valid {_cache_dir(name, root) / 'manifest.json'}); "
-                        f"{_hint(name, root)}")
-    return m["meta"]
+    return _prepared(name, data_root(root))["meta"]
 
 
 def load(name: str, split: str, root: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """Tensors of one split: images ``x`` (uint8 N x C x H x W) + ``y``; LM ``ids``; text ``ids``,
     ``offsets``, ``y``. Raises ``DataError`` naming the file and the fetch command if anything is off."""
     root = data_root(root)
-    spec(name)
-    m = _manifest(name, root)
-    hint = _hint(name, root)
-    if m is None:
-        raise DataError(f"data set {name!r} is not prepared (no valid {_cache_dir(name, root) / 'manifest.json'}); {hint}")
+    m = _prepared(name, root)
     fname = f"{split}.pt"
     if fname not in m["files"]:
         raise DataError(f"data set {name!r} has no split {split!r}; splits: {sorted(f[:-3] for f in m['files'])}")
     path = _cache_dir(name, root) / fname
     if not path.is_file():
-        raise DataError(f"missing data file {path}; {hint}")
+        raise DataError(f"missing data file {path}; {_hint(name, root, force=True)}")
     if formats.digest(path) != m["files"][fname]:
-        raise DataError(f"sha256 mismatch for {path} (corrupt or truncated); {hint} --force")
+        raise DataError(f"sha256 mismatch for {path} (corrupt or truncated); {_hint(name, root, force=True)}")
     return torch.load(path, weights_only=True)
 
 
 def info(name: str, root: str | os.PathLike | None = None) -> dict:
     """A JSON-able report: splits and sizes, class or token counts, vocab size, source, checksums."""
     root = data_root(root)
-    s = spec(name)
-    m = _manifest(name, root)
-    if m is None:
-        raise DataError(f"data set {name!r} is not prepared (no valid {_cache_dir(name, root) / 'manifest.json'}); "
-                        f"{_hint(name, root)}")
+    s, m = spec(name), _prepared(name, root)
     report = {"name": name, "kind": s.kind, "source": m["source"], "note": m["note"], "root": str(root),
               "raw": m["raw"], "splits": {}}
     for fname in m["files"]:
