@@ -21,8 +21,8 @@ def test_manifests_name_existing_renderers_and_experiments():
     ids = {m["id"] for m in manifests()}
     assert {f"fig{i}" for i in range(1, 10)} <= {i.split("_")[0] for i in ids}
     assert {"table1_summary", "table2_cost", "table3_tuned", "anchors"} <= ids
-    for sweep in suite.sweeps("paper"):
-        assert sweep[0] == "scale=paper" and sweep[1].startswith("seed=0")
+    for figure, sweep in suite.sweeps("paper"):
+        assert figure in ids and sweep[0] == "scale=paper" and sweep[1].startswith("seed=0")
 
 
 @pytest.fixture(scope="module")

@@ -136,10 +136,10 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve() / args.scale
     try:
         planned = suite.plan(args.scale)
-        wanted = suite.plan(args.scale, args.only) if args.only else planned
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    wanted = [r for r in planned if not args.only or r.figures & set(args.only)]
     finished = {r.key: p for r in planned if (p := suite.locate(r, [runs_root, out / "runs"]))}
     todo = [r for r in wanted if r.key not in finished]
     queue = Queue(todo, len(wanted) - len(todo), args.jobs, runs_root, args.scale, estimates(finished),
@@ -152,7 +152,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
     if args.dry_run:
-        sweeps = list(dict.fromkeys(map(tuple, suite.sweeps(args.scale, args.only))))  # shared sweeps once
+        sweeps = list(dict.fromkeys(tuple(sweep) for figure, sweep in suite.sweeps(args.scale)
+                                    if not args.only or figure in args.only))  # a shared sweep once
         for sweep in sweeps:
             print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run")

@@ -4,6 +4,7 @@ figures share is listed once; only these runs reach the figures and tables."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ class Run:
     seed: int
     threads: int  # CPU threads it trains with (train.threads)
     data: str     # the data set it reads (data.name)
+    figures: frozenset[str] = frozenset()  # the ids of the manifests that ask for it
 
     @property
     def label(self) -> str:
@@ -49,27 +51,26 @@ def expand(overrides: list[str]) -> list[list[str]]:
     return [list(c) for c in itertools.product(*choices)]
 
 
-def sweeps(scale: str, only: list[str] | None = None) -> list[list[str]]:
-    """Each manifest sweep at ``scale`` as ``qsd-train -m`` overrides, seeds included (in manifest order)."""
+def sweeps(scale: str) -> list[tuple[str, list[str]]]:
+    """Each manifest sweep at ``scale`` as (manifest id, ``qsd-train -m`` overrides with the seeds),
+    in manifest order."""
     out = []
     for m in recipes.manifests().values():
-        if only and m["id"] not in only:
-            continue
         for sweep in m["sweeps"]:
             if "scales" in sweep and scale not in sweep["scales"]:
                 continue
             seeds = ",".join(str(s) for s in range(min(SEEDS[scale], sweep.get("seeds", SEEDS[scale]))))
-            out.append([f"scale={scale}", f"seed={seeds}", *sweep["overrides"]])
+            out.append((m["id"], [f"scale={scale}", f"seed={seeds}", *sweep["overrides"]]))
     return out
 
 
-def plan(scale: str, only: list[str] | None = None) -> list[Run]:
-    """Every distinct run of the manifests in ``only`` (default: all) at ``scale``, each config checked
-    (a bad one raises ``ConfigError`` naming its overrides before anything trains)."""
+def plan(scale: str) -> list[Run]:
+    """Every distinct run of the manifests at ``scale``, each config checked (a bad one raises
+    ``ConfigError`` naming its overrides before anything trains)."""
     runs: dict[str, Run] = {}
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         compose_run = _composer()
-        for sweep in sweeps(scale, only):
+        for figure, sweep in sweeps(scale):
             for overrides in expand(sweep):
                 cfg = compose_run(overrides)
                 try:
@@ -77,8 +78,9 @@ def plan(scale: str, only: list[str] | None = None) -> list[Run]:
                 except ConfigError as e:
                     raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
-                runs.setdefault(key, Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed,
-                                         cfg.train.threads, cfg.data.name))
+                run = runs.get(key) or Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed,
+                                           cfg.train.threads, cfg.data.name)
+                runs[key] = dataclasses.replace(run, figures=run.figures | {figure})
     return list(runs.values())
 
 

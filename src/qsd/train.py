@@ -61,9 +61,7 @@ def make_reg_factory(cfg: DictConfig):
 
 
 def build_model_from(cfg: DictConfig, dims: dict[str, int]) -> torch.nn.Module:
-    name = cfg.model.name
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    name = cfg.model.name  # known: check_config ran
     params = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     accepted = inspect.signature(MODELS[name].__init__).parameters
     params.update({k: v for k, v in dims.items() if k in accepted})
@@ -295,33 +293,36 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
     return summary
 
 
-def record_failure(cfg: DictConfig, error: Exception) -> None:
-    """Mark a run that failed while training as failed (a rerun starts it again)."""
-    path = runstore.run_dir(cfg)
-    if path.exists():
-        runstore.write_summary(path, {"status": "failed", "error": f"{type(error).__name__}: {error}",
-                                      "name": cfg.name, "scale": cfg.scale.name,
-                                      "regulariser": cfg.regulariser.name, "seed": cfg.seed})
+def fit_or_record(cfg: DictConfig) -> int:
+    """``fit(cfg)`` as an exit code: 0 trained (or already finished); 2 a bad config or missing data,
+    logged in one line; 1 the run failed while training, logged and marked failed in its summary (a
+    rerun starts it again)."""
+    try:
+        fit(cfg)
+    except (ConfigError, DataError, ValueError) as e:
+        log.error("%s", e)
+        return 2
+    except Exception as e:  # noqa: BLE001 -- any failure while training is recorded
+        path = runstore.run_dir(cfg)
+        if path.exists():
+            runstore.write_summary(path, {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                                          "name": cfg.name, "scale": cfg.scale.name,
+                                          "regulariser": cfg.regulariser.name, "seed": cfg.seed})
+        log.exception("run failed")
+        return 1
+    return 0
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point. Config and data problems stop with one message; in a multirun, a run that
     fails while training is recorded as failed and the sweep goes on."""
-    try:
-        fit(cfg)
-    except (ConfigError, DataError, ValueError) as e:
-        log.error("%s", e)
-        raise SystemExit(2) from None
-    except Exception as e:
-        record_failure(cfg, e)
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.exception("run failed; the sweep goes on")
-            return
-        raise
+    code = fit_or_record(cfg)
+    if code == 2 or (code == 1 and HydraConfig.get().mode != RunMode.MULTIRUN):
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

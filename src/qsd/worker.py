@@ -2,8 +2,8 @@
 does not pay Python's, torch's and Hydra's start-up (seconds, more than a smoke run's training).
 
 Each line on stdin is one run's ``qsd-train`` overrides as a JSON list. The run's output goes to
-stdout (the queue writes it to the run's ``train.log``), then one line ``DONE + <exit code>``:
-0 trained or already finished, 1 failed while training (recorded in its summary), 2 bad config or data.
+stdout (the queue writes it to the run's ``train.log``), then one line: ``DONE`` and the exit code
+of ``train.fit_or_record``.
 """
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
-from .data import DataError
-from .train import CONFIG_DIR, ConfigError, fit, record_failure
+from .train import CONFIG_DIR, fit_or_record
 
 DONE = "\x1eQSD-RUN-DONE "
 log = logging.getLogger("qsd.train")
@@ -27,16 +26,7 @@ def train_one(overrides: list[str]) -> int:
     except Exception as e:  # noqa: BLE001 -- Hydra's composition errors: a bad config
         log.error("%s", e)
         return 2
-    try:
-        fit(cfg)
-    except (ConfigError, DataError, ValueError) as e:
-        log.error("%s", e)
-        return 2
-    except Exception as e:  # noqa: BLE001 -- a run that fails is recorded; the worker goes on
-        record_failure(cfg, e)
-        log.exception("run failed")
-        return 1
-    return 0
+    return fit_or_record(cfg)
 
 
 def main() -> None:
