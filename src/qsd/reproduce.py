@@ -64,15 +64,14 @@ def jobs_arg(value: str) -> int:
 
 
 def verdicts(out: Path) -> str:
-    """table1's verdict per experiment, one line each."""
-    try:
-        with open(out / "table1_summary.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
-        return ""
+    """table1's verdict per experiment, one line each, with the paired difference where the gate let a
+    verdict through (a withheld one shows only its reason)."""
+    with open(out / "table1_summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     width = max((len(r["experiment"]) for r in rows), default=0)
+    given = lambda r: r.get("QSD - dropout") and not r["verdict"].startswith(("not comparable", "not testable"))
     return "\n".join(f"  {r['experiment']:{width}s}  {r['verdict']}" + (f"  (QSD - dropout {r['QSD - dropout']}, "
-                     f"95% CI {r['paired t 95% CI']})" if r.get("QSD - dropout") else "") for r in rows)
+                     f"95% CI {r['paired t 95% CI']})" if given(r) else "") for r in rows)
 
 
 def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> list[Path]:

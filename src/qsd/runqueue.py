@@ -27,12 +27,12 @@ START_S = 4.0  # a process's start-up (Python, torch, Hydra) beside the recorded
 GIB_PER_RUN = 2  # memory one run may need, for JOBS=auto
 
 
-def auto_jobs(threads: int = 1) -> int:
-    """As many runs as the cores hold at ``threads`` each, and the memory at GIB_PER_RUN each
-    (on a GPU machine they all share the GPU)."""
+def auto_jobs() -> int:
+    """One run per core (each trains on one thread, ``train.threads``' default), and no more than the
+    memory holds at GIB_PER_RUN each; on a GPU machine they all share the GPU."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return max(1, min(cores // threads, int(mem_gib // GIB_PER_RUN)))
+    return max(1, min(cores, int(mem_gib // GIB_PER_RUN)))
 
 
 def estimates(finished: dict[str, Path]) -> dict[str, float]:
