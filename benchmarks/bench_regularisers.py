@@ -1,9 +1,13 @@
 """Forward + backward time of each regulariser relative to ``dropout`` at the same rate.
 
-    python benchmarks/bench_regularisers.py [--rows 4096 --cols 1024 --repeats 50 --device cpu]
+    python benchmarks/bench_regularisers.py [--shapes 4096x1024 --dtypes float32 --repeats 50 --device cpu]
+    python benchmarks/bench_regularisers.py --device cuda --shapes 4096x1024,16384x4096,65536x4096 \\
+        --dtypes float32,bfloat16
 
 Regularisers are timed interleaved (round-robin) in one process so machine noise hits all of them
-alike; the ratio of medians is printed last and written to results/bench/regularisers.json.
+alike. On CUDA one sample is the mean of ``--inner`` steps between two CUDA events (a single step
+of a small tensor is shorter than its launch). Prints the device, absolute medians and the ratio of
+medians, and writes JSON to results/bench/regularisers.json (regularisers_cuda.json on a GPU).
 """
 from __future__ import annotations
 
@@ -28,53 +32,84 @@ CASES = {
 }
 
 
-def step(module: torch.nn.Module, x: torch.Tensor) -> None:
+def step(module: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
     y = module(x)
-    y.backward(torch.ones_like(y))
+    y.backward(grad)
     x.grad = None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
+
+
+def time_case(module, x, grad, device, inner: int) -> float:
+    """Seconds per forward+backward step: one sample."""
+    if device.type != "cuda":
+        t0 = time.perf_counter()
+        step(module, x, grad)
+        return time.perf_counter() - t0
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(inner):
+        step(module, x, grad)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3 / inner
+
+
+def bench(shape, dtype, cases, args, device) -> dict:
+    x = torch.randn(*shape, device=device, dtype=dtype, requires_grad=True)
+    grad = torch.ones_like(x)
+    modules = {k: build(k.split("_")[0], rate=args.rate, **CASES[k]).train().to(device) for k in cases}
+    times: dict[str, list[float]] = {k: [] for k in modules}
+    for _ in range(3):
+        for m in modules.values():
+            step(m, x, grad)
+    for _ in range(args.repeats):
+        for name, m in modules.items():
+            times[name].append(time_case(m, x, grad, device, args.inner))
+    median = {k: statistics.median(v) for k, v in times.items()}
+    return {"shape": list(shape), "dtype": str(dtype).removeprefix("torch."),
+            "median_ms": {k: 1e3 * v for k, v in median.items()},
+            "ratio_to_dropout": {k: median[k] / median["dropout"] for k in median}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=4096)
-    ap.add_argument("--cols", type=int, default=1024)
+    ap.add_argument("--shapes", default="4096x1024", help="comma-separated ROWSxCOLS")
+    ap.add_argument("--dtypes", default="float32", help="comma-separated: float32, bfloat16, float16")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {list(CASES)}")
     ap.add_argument("--rate", type=float, default=0.5)
     ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--inner", type=int, default=10, help="steps per CUDA sample")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--out", type=Path, default=Path("results/bench/regularisers.json"))
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-
-    x = torch.randn(args.rows, args.cols, device=args.device, requires_grad=True)
-    modules = {k: build(k.split("_")[0], rate=args.rate, **p).train().to(args.device) for k, p in CASES.items()}
-    times: dict[str, list[float]] = {k: [] for k in modules}
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    for _ in range(3):
-        for m in modules.values():
-            step(m, x)
-    for _ in range(args.repeats):
-        for name, m in modules.items():
-            sync()
-            t0 = time.perf_counter()
-            step(m, x)
-            sync()
-            times[name].append(time.perf_counter() - t0)
-
-    median = {k: statistics.median(v) for k, v in times.items()}
-    ratio = {k: median[k] / median["dropout"] for k in median}
-    report = {
-        "benchmark": "regulariser forward+backward",
-        "shape": [args.rows, args.cols],
-        "rate": args.rate,
-        "device": args.device,
-        "threads": torch.get_num_threads(),
-        "repeats": args.repeats,
-        "median_ms": {k: 1e3 * v for k, v in median.items()},
-        "ratio_to_dropout": ratio,
-        "torch": torch.__version__,
-    }
-    write_json(args.out, report)
-    for k in modules:
-        print(f"{k:12s} {1e3 * median[k]:8.2f} ms   {ratio[k]:5.2f} x dropout")
+    device = torch.device(args.device)
+    cases = args.cases.split(",")
+    if "dropout" not in cases or set(cases) - set(CASES):
+        raise SystemExit(f"--cases must include dropout and be among {list(CASES)}, got {cases}")
+    out = args.out or Path("results/bench", "regularisers_cuda.json" if device.type == "cuda" else "regularisers.json")
+    name = device_name(device)
+    print(f"device: {name}; torch {torch.__version__}; rate {args.rate}; median of {args.repeats}"
+          + (f" samples of {args.inner} steps" if device.type == "cuda" else " steps"))
+    results = []
+    for shape in (tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")):
+        for dtype in (getattr(torch, d) for d in args.dtypes.split(",")):
+            r = bench(shape, dtype, cases, args, device)
+            results.append(r)
+            print(f"\n{'x'.join(map(str, shape))} {r['dtype']}")
+            for k in cases:
+                print(f"  {k:12s} {r['median_ms'][k]:9.3f} ms   {r['ratio_to_dropout'][k]:5.2f} x dropout")
+    write_json(out, {"benchmark": "regulariser forward+backward", "device": str(device), "device_name": name,
+                     "threads": torch.get_num_threads(), "rate": args.rate, "repeats": args.repeats,
+                     "inner": args.inner if device.type == "cuda" else 1, "torch": torch.__version__,
+                     "results": results})
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ for case in json.loads(sys.argv[1]):
     mod = build("qsd", **case["params"])
     seed, shape = case["seed"], tuple(case["shape"])
     ref = qsd_mask_cpu(shape, seed, mod.thresholds.numpy(), mod.cv, mod._scale)
-    got = qsd_cuda.qsd_mask(shape, seed, mod.thresholds, mod.cv, mod._scale)
+    key = torch.tensor([seed])
+    got = qsd_cuda.qsd_mask(shape, key, mod.thresholds, mod.cv, mod._scale)
     x = torch.randn(shape, requires_grad=True)
-    y = qsd_cuda.QSDMultiply.apply(x, seed, mod.thresholds, mod.cv, mod._scale)
+    y = qsd_cuda.QSDMultiply.apply(x, key, mod.thresholds, mod.cv, mod._scale)
     y.backward(torch.ones_like(y))
     report.append({
         "max_abs": (ref - got).abs().max().item(),

@@ -111,7 +111,7 @@ def test_cuda_kernel_matches_cpu_kernel(params):
     ref = qsd_mask_cpu(shape, seed, mod.thresholds.cpu().numpy(), mod.cv, mod._scale)
     from qsd.regularisers import qsd_cuda
 
-    got = qsd_cuda.qsd_mask(shape, seed, mod.thresholds, mod.cv, mod._scale).cpu()
+    got = qsd_cuda.qsd_mask(shape, torch.tensor([seed], device="cuda"), mod.thresholds, mod.cv, mod._scale).cpu()
     assert torch.isclose(ref, got, rtol=1e-5, atol=1e-6).double().mean().item() > 1 - 1e-4  # approx. log/cos on GPU
 
 
@@ -130,3 +130,40 @@ def test_cuda_kernel_stores_no_mask_and_regenerates_it(dtype):
     mask = mod(torch.ones_like(x))
     torch.testing.assert_close(x.grad, mask)
     assert math.isclose(mask.double().mean().item(), 1.0, abs_tol=5e-3)
+
+
+@CUDA
+def test_cuda_graph_replays_draw_fresh_masks_equal_to_eager(monkeypatch):
+    """The key lives on the device and comes from torch's CUDA generator, so a captured step draws
+    a new mask on every replay, and a replay computes what an eager call with its key computes."""
+    from qsd.regularisers import qsd as qsd_module
+    from qsd.regularisers import qsd_cuda
+
+    keys = []
+    draw = qsd_module.draw_key
+    monkeypatch.setattr(qsd_module, "draw_key", lambda device: keys.append(draw(device)) or keys[-1])
+    mod = build("qsd", rate=0.5).cuda().train()
+    x = torch.randn(1024, 512, device="cuda", requires_grad=True)
+
+    def step():
+        y = mod(x)
+        y.backward(torch.ones_like(y))
+        return y
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    x.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = step()
+    masks = []
+    for _ in range(2):
+        graph.replay()
+        masks.append(x.grad.clone())
+        eager = qsd_cuda.qsd_mask(tuple(x.shape), keys[-1].clone(), mod.thresholds, mod.cv, mod._scale)
+        torch.testing.assert_close(masks[-1], eager, rtol=0, atol=0)
+        torch.testing.assert_close(y, x.detach() * eager, rtol=0, atol=0)
+    assert not torch.equal(masks[0], masks[1])

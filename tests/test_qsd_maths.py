@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 
 from qsd.regularisers import build
-from qsd.regularisers.qsd import release_count_pmf
+from qsd.regularisers.qsd import count_thresholds, release_count_pmf
 
 GRID = [  # rate, n, cv, alpha, mapping
     (0.5, 4, 0.5, 1.0, "mean"),
@@ -23,6 +23,7 @@ GRID = [  # rate, n, cv, alpha, mapping
     (0.5, 4, 0.5, 1.0, "variance"),
     (0.3, 8, 1.0, math.inf, "variance"),
     (0.2, 3, 0.0, 0.5, "variance"),
+    (0.3, 7, 0.5, 0.3, "mean"),  # P(m = 0) = 3.8e-17: a sampler on a 2^-24 grid shows zeros
 ]
 
 
@@ -89,6 +90,21 @@ def test_moments_match_closed_form(rate, n, cv, alpha, mapping):
     expect = closed_form(mod.site_probs.numpy(), cv)
     for key, value in mod.moments().items():
         assert value == pytest.approx(expect[key], rel=1e-12, abs=1e-15), key
+
+
+@pytest.mark.parametrize("rate,n,cv,alpha,mapping", GRID)
+def test_release_count_is_sampled_exactly_to_2_pow_minus_32(rate, n, cv, alpha, mapping):
+    mod = build("qsd", rate=rate, n=n, cv=cv, alpha=alpha, mapping=mapping)
+    pmf = release_count_pmf(mod.site_probs.numpy())
+    t = mod.thresholds.numpy()
+    assert t.dtype == np.int64 and np.all(np.diff(t) >= 0) and 0 <= t[0] and t[-1] <= 2**32
+    sampled = np.diff(np.concatenate([[0], t, [2**32]])) / 2**32  # P(K = k) for a uniform 32-bit word
+    assert np.max(np.abs(sampled - pmf)) <= 2**-32
+
+
+def test_p_zero_below_the_grid_is_never_sampled():
+    p = build("qsd", rate=0.3, n=7, alpha=0.3).site_probs.numpy()
+    assert 0 < np.prod(1 - p) < 1e-16 and count_thresholds(p)[0] == 0
 
 
 SAMPLERS = [  # backend, device: the CPU kernel, the portable torch ops, the fused CUDA kernel

@@ -13,7 +13,7 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 def test_registry_lists_builtins():
     assert set(ALL) <= set(names())
-    assert parameters("qsd") == ["rate", "n", "cv", "alpha", "mapping", "granularity", "backend"]
+    assert parameters("qsd") == ["rate", "n", "cv", "alpha", "mapping", "granularity", "backend", "sampler"]
 
 
 def test_register_adds_a_regulariser_in_one_place():
@@ -100,7 +100,7 @@ BAD = [
     ("qsd", {"alpha": float("-inf")}, "alpha must be a finite number or inf"),
     ("qsd", {"mapping": "median"}, "mapping must be one of ['mean', 'failure', 'variance']"),
     ("qsd", {"granularity": "synapse"}, "granularity must be one of ['unit', 'channel']"),
-    ("qsd", {"p": 0.5}, "allowed: ['rate', 'n', 'cv', 'alpha', 'mapping', 'granularity', 'backend']"),
+    ("qsd", {"p": 0.5}, "allowed: ['rate', 'n', 'cv', 'alpha', 'mapping', 'granularity', 'backend', 'sampler']"),
     ("dropout", {"rate": 1.5}, "rate must be in [0, 1)"),
     ("gaussian", {"rate": None}, "rate must be a number"),
     ("none", {"rate": 1.0}, "rate must be in [0, 1)"),

@@ -114,6 +114,11 @@ BAD = [
     (["train.progress=yes"], "train.progress must be one of ['auto', 'on', 'off'], got 'yes'"),
     (["train.threads=0"], "train.threads must be an integer >= 1"),
     (["experiment=wrn_cifar10", "scale=cpu"], "experiment 'wrn_cifar10' has no cpu sizing"),
+    (["regulariser=qsd", "regulariser.sampler=1"], "sampler must be 2, the only one this version implements"),
+    (["train.cuda_graphs=true"], "train.cuda_graphs=true needs a CUDA device, but device=cpu"),
+    (["train.cuda_graphs=yes"], "train.cuda_graphs must be auto, true or false"),
+    (["experiment=lstm_ptb_small", "train.cuda_graphs=true", "device=cuda"], "train.cuda_graphs supports image "
+     "classification (batches of one shape); data 'ptb' is 'lm'"),
 ]
 
 
@@ -208,3 +213,18 @@ def test_logged_lr_is_the_epochs_own(tiny_root, tmp_path):
     fit(cfg)
     rows = [json.loads(l) for l in (runstore.run_dir(cfg) / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.005])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("experiment,regulariser", [("mlp_mnist", "qsd"), ("cnn_fashion", "dropout")])
+def test_cuda_graphs_train_as_eager_does(tiny_root, tmp_path, experiment, regulariser):
+    """The captured step replays the eager step's kernels: same numbers (to float rounding), and
+    the run keeps its hash."""
+    common = [f"experiment={experiment}", f"regulariser={regulariser}", "scale=smoke", "device=cuda",
+              "data.limit_train=null", "train.epochs=2", "train.batch_size=32"]
+    eager = config(tiny_root, tmp_path / "eager", *common)
+    graphed = config(tiny_root, tmp_path / "graphed", *common, "train.cuda_graphs=true")
+    assert runstore.run_dir(eager).name == runstore.run_dir(graphed).name
+    a, b = fit(eager), fit(graphed)
+    assert b["cuda_graphs"] and b["status"] == "completed"
+    assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4), (a, b)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from .io import atomic_write, write_json, write_text
 
 log = logging.getLogger(__name__)
-NOT_IDENTITY = ("paths", "logger", "device", "progress", "compile", "threads")
+NOT_IDENTITY = ("paths", "logger", "device", "progress", "compile", "threads", "cuda_graphs")
 FINISHED = ("completed", "diverged")
 
 

@@ -23,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, runstore
 from .data import DataError, data_root
+from .data import store as data_store
+from .graphs import GraphedStep
 from .logger import WandbLogger
 from .metrics import record_sparsity, weight_summary
 from .models import MODELS, build_model
@@ -98,6 +100,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.lr must be a positive number, got {lr!r}")
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {cfg.device!r}")
+    check_cuda_graphs(cfg)
     if cfg.model.name not in MODELS:
         raise ConfigError(f"unknown model {cfg.model.name!r}; choose one of {sorted(MODELS)}")
     slots, rates = MODELS[cfg.model.name].SLOTS, set(cfg.rates)
@@ -107,6 +110,34 @@ def check_config(cfg: DictConfig) -> None:
     make_reg = make_reg_factory(cfg)
     for slot in slots:
         make_reg(slot)
+
+
+def check_cuda_graphs(cfg: DictConfig) -> None:
+    """``train.cuda_graphs`` replays one captured step per batch: it needs CUDA and batches of one
+    shape (image classification), and it replaces ``train.compile``. ``auto`` uses it where it can."""
+    t = cfg.train
+    if t.cuda_graphs not in (True, False, "auto"):
+        raise ConfigError(f"train.cuda_graphs must be auto, true or false, got {t.cuda_graphs!r}")
+    if t.cuda_graphs is not True:
+        return
+    if cfg.device == "cpu":
+        raise ConfigError("train.cuda_graphs=true needs a CUDA device, but device=cpu")
+    if t.compile:
+        raise ConfigError("train.cuda_graphs and train.compile are alternatives: set one of them")
+    kind = data_store.spec(cfg.data.name).kind
+    if kind != "image":
+        raise ConfigError(f"train.cuda_graphs supports image classification (batches of one shape); data "
+                          f"{cfg.data.name!r} is {kind!r}: train it with train.cuda_graphs=false")
+
+
+def use_cuda_graphs(cfg: DictConfig, device: torch.device) -> bool:
+    """Whether this run captures its training step (``auto``: on CUDA, for image classification
+    without ``train.compile``)."""
+    if cfg.train.cuda_graphs is True and device.type != "cuda":
+        raise ConfigError(f"train.cuda_graphs=true needs a CUDA device; device={cfg.device} gave {device}")
+    if cfg.train.cuda_graphs == "auto":
+        return device.type == "cuda" and not cfg.train.compile and data_store.spec(cfg.data.name).kind == "image"
+    return bool(cfg.train.cuda_graphs)
 
 
 def check_sizing(cfg: DictConfig) -> None:
@@ -130,14 +161,14 @@ SCHEDULES = {
 }
 
 
-def build_optimiser(cfg: DictConfig, model: torch.nn.Module):
+def build_optimiser(cfg: DictConfig, model: torch.nn.Module, capturable: bool = False):
     o = cfg.optim
     if o.name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                               weight_decay=o.weight_decay)
     else:
         cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-        opt = cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        opt = cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, capturable=capturable)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, SCHEDULES[o.schedule](o, cfg.train.epochs))
     return opt, sched
 
@@ -151,30 +182,48 @@ def pick_device(name: str) -> torch.device:
 
 
 # ------------------------------------------------------------------ the loop
-def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, progress: str = "") -> dict[str, float]:
+def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, progress: str = "",
+              graphs: bool = False) -> dict[str, float]:
     """One pass over ``split``: trains when ``opt`` is given, else evaluates. Returns its metrics
-    (``diverged`` set if a loss was not finite). ``progress``: a terminal bar with this label."""
+    (``diverged`` set if a loss was not finite). ``progress``: a terminal bar with this label;
+    ``graphs``: train with a captured CUDA graph step (see ``graphs.py``)."""
     training = opt is not None
     model.train(training)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.float64)
     n, state = 0, None
     batches = task.splits[split]
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.train.amp else contextlib.nullcontext()
+    graphs = training and graphs
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=not graphs) if cfg.train.amp
+           else contextlib.nullcontext())
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(batches, total=len(batches), leave=False, desc=progress)
+
+    def update(objective: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        if cfg.optim.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
+        opt.step()
+
+    def classification_step(batch) -> tuple[torch.Tensor, torch.Tensor]:
+        with amp:
+            objective, loss, _, right, _ = task.step(model, batch)
+        update(objective)
+        return loss, right
+
+    graphed = GraphedStep(classification_step) if graphs else None
     with torch.set_grad_enabled(training):
         for i, batch in enumerate(batches):
-            with amp:
-                objective, loss, count, right, state = task.step(model, batch, state)
-            if training:
-                opt.zero_grad(set_to_none=True)
-                objective.backward()
-                if cfg.optim.clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
-                opt.step()
+            if graphed is not None:
+                (loss, right), count = graphed(batch), batch[1].numel()
+            else:
+                with amp:
+                    objective, loss, count, right, state = task.step(model, batch, state)
+                if training:
+                    update(objective)
             loss_sum += loss.detach().double()
             correct += right
             n += count
@@ -201,12 +250,14 @@ def fit(cfg: DictConfig) -> dict:
     its summary. A run another process holds the lock of is skipped (status ``locked``)."""
     check_config(cfg)
     device = pick_device(cfg.device)
+    graphs = use_cuda_graphs(cfg, device)
     root = str(data_root(cfg.paths.data))
     path = runstore.run_dir(cfg)
     if runstore.is_finished(path):
         log.info("already finished, skipping: %s", path)
         return runstore.read_summary(path)
-    log.info("run %s on %s, scale %s, %d CPU thread(s)", path, device, cfg.scale.name, cfg.train.threads)
+    log.info("run %s on %s, scale %s, %d CPU thread(s)%s", path, device, cfg.scale.name, cfg.train.threads,
+             ", CUDA graphs" if graphs else "")
     torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     task = build_task(cfg.data, cfg.train, cfg.seed, device, root)
@@ -219,14 +270,14 @@ def fit(cfg: DictConfig) -> dict:
     try:
         if runstore.is_finished(path):  # another process finished it while this one was building
             return runstore.read_summary(path)
-        return _train(cfg, path, task, model, device, lock)
+        return _train(cfg, path, task, model, device, lock, graphs)
     finally:
         lock.release()
 
 
 def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, device: torch.device,
-           lock: runstore.RunLock) -> dict:
-    opt, sched = build_optimiser(cfg, model)
+           lock: runstore.RunLock, graphs: bool) -> dict:
+    opt, sched = build_optimiser(cfg, model, capturable=graphs)
     history: list[dict] = []
     start, wall_before = 0, 0.0
 
@@ -250,7 +301,7 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
     for epoch in range(start, cfg.train.epochs):
         lr = opt.param_groups[0]["lr"]  # this epoch's (the scheduler steps after it)
         tr = run_epoch(step_model, task, "train", cfg, device, opt,
-                       f"epoch {epoch + 1}/{cfg.train.epochs}" if progress else "")
+                       f"epoch {epoch + 1}/{cfg.train.epochs}" if progress else "", graphs)
         if tr["diverged"]:
             status = "diverged"
             history.append({"epoch": epoch + 1, "train_loss": tr["loss"]})
@@ -276,7 +327,8 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
 
     summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
                "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
-               "device": str(device), "threads": cfg.train.threads, "wall_s": wall_before + time.time() - t0,
+               "device": str(device), "threads": cfg.train.threads, "cuda_graphs": graphs,
+               "wall_s": wall_before + time.time() - t0,
                "versions": {"qsd": __version__, "commit": git_commit(), "torch": torch.__version__,
                             "python": platform.python_version()}}
     if status == "completed":

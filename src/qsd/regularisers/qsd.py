@@ -28,7 +28,7 @@ from torch import nn
 
 from . import checks
 from .masks import mask_shape
-from .qsd_cpu import qsd_mask_cpu
+from .qsd_cpu import SAMPLER, qsd_mask_cpu
 from .registry import register
 
 MAPPINGS = ("mean", "failure", "variance")
@@ -113,13 +113,20 @@ def mask_moments(p: np.ndarray, cv: float) -> dict[str, float]:
     return {"mean": 1.0, "var": mask_variance(p, cv), "p_zero": float(np.prod(1.0 - p))}
 
 
+def count_thresholds(p: np.ndarray) -> np.ndarray:
+    """T_k = round(P(K <= k) * 2^32), k = 0..n-1, as int64: K = #{k : T_k <= w} for a uniform 32-bit
+    word w has every P(K = k) exact to 2^-32 (a P(K = 0) below 2^-33 is never sampled)."""
+    cdf = np.cumsum(release_count_pmf(p))[:-1]
+    return np.clip(np.rint(cdf * 2.0**32), 0, 2**32).astype(np.int64)
+
+
 def sample_mask_torch(shape: tuple[int, ...], thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
     """The portable sampler, in plain torch ops on ``thresholds``' device and torch's generator:
-    one uniform per element -> K through the table ``thresholds`` (P(K <= k), k = 0..n-1), then
+    one 32-bit word per element -> K through ``thresholds`` (as the kernels do), then
     A ~ Gamma(K / cv^2, cv^2) where K > 0, times ``scale`` (= 1 / sum_j p_j). Same distribution as
     the counter-based kernels, different random stream; float32."""
-    u = torch.rand(shape, device=thresholds.device)
-    k = torch.bucketize(u, thresholds, out_int32=True, right=True)
+    w = torch.randint(0, 2**32, shape, device=thresholds.device, dtype=torch.int64)
+    k = torch.bucketize(w, thresholds, out_int32=True, right=True)
     if cv == 0.0:
         return k.to(torch.float32).mul_(scale)
     concentration = k.clamp_min(1).to(torch.float32).mul_(1.0 / (cv * cv))
@@ -127,9 +134,15 @@ def sample_mask_torch(shape: tuple[int, ...], thresholds: torch.Tensor, cv: floa
 
 
 def draw_seed() -> int:
-    """A 63-bit key for the counter-based kernels, from torch's global generator (so that
+    """A 63-bit key for the CPU kernel, from torch's global generator (so that
     ``torch.manual_seed`` fixes every mask and checkpoints restore the stream)."""
     return int(torch.empty((), dtype=torch.int64).random_().item())
+
+
+def draw_key(device: torch.device) -> torch.Tensor:
+    """A key for the CUDA kernel, left on the device and drawn from the device's generator: no
+    host sync, and safe to capture in a CUDA graph (each replay draws a new one)."""
+    return torch.empty(1, dtype=torch.int64, device=device).random_()
 
 
 @register("qsd")
@@ -147,6 +160,9 @@ class QSD(nn.Module):
         backend: "kernel" (default): the counter-based sampler, compiled for the CPU (numba) and
             fused into one Triton kernel on CUDA that stores no mask; other devices fall back to
             "torch": plain torch ops with torch's generator (same distribution, other stream).
+        sampler: which counter-based function draws the mask (``qsd_cpu.SAMPLER``, the only one
+            implemented). It is a setting so that it enters every run's config and hash: runs
+            made with another sampler are not mistaken for runs of this one.
     """
 
     def __init__(
@@ -158,6 +174,7 @@ class QSD(nn.Module):
         mapping: str = "mean",
         granularity: str = "unit",
         backend: str = "kernel",
+        sampler: int = SAMPLER,
     ):
         super().__init__()
         self.rate = checks.rate(rate)
@@ -171,13 +188,16 @@ class QSD(nn.Module):
         self.mapping = checks.choice(mapping, "mapping", MAPPINGS)
         self.granularity = checks.choice(granularity, "granularity", checks.GRANULARITIES)
         self.backend = checks.choice(backend, "backend", BACKENDS)
+        if sampler != SAMPLER:
+            raise ValueError(f"sampler must be {SAMPLER}, the only one this version implements (K from a full "
+                             f"32-bit word, see qsd_cpu); got {sampler!r}. Sampler 1 (K from 24 bits) was "
+                             "replaced on 2026-11-26: runs made with it are reproducible only at their commit")
 
         p = site_probs(self.rate, self.n, self.alpha, self.mapping, self.cv)
-        cdf = np.cumsum(release_count_pmf(p))[:-1]
         self._moments = mask_moments(p, self.cv)
         self._scale = 1.0 / float(np.sum(p))
         self.register_buffer("site_probs", torch.tensor(p, dtype=torch.float64), persistent=False)
-        self.register_buffer("thresholds", torch.tensor(cdf, dtype=torch.float32), persistent=False)
+        self.register_buffer("thresholds", torch.from_numpy(count_thresholds(p)), persistent=False)
 
     def moments(self) -> dict[str, float]:
         """Exact ``{"mean", "var", "p_zero"}`` of the mask this module samples."""
@@ -188,17 +208,16 @@ class QSD(nn.Module):
             return x
         shape = mask_shape(x, self.granularity)
         device = x.device.type
-        thresholds = self.thresholds.float()
         if self.backend == "torch" or device not in ("cpu", "cuda"):
-            return x * sample_mask_torch(shape, thresholds, self.cv, self._scale).to(x.dtype)
-        seed = draw_seed()
+            return x * sample_mask_torch(shape, self.thresholds, self.cv, self._scale).to(x.dtype)
         if device == "cpu":
-            return x * qsd_mask_cpu(shape, seed, thresholds.numpy(), self.cv, self._scale).to(x.dtype)
+            return x * qsd_mask_cpu(shape, draw_seed(), self.thresholds.numpy(), self.cv, self._scale).to(x.dtype)
         from . import qsd_cuda  # Triton is imported only where there is a GPU
 
+        key = draw_key(x.device)
         if shape == tuple(x.shape):
-            return qsd_cuda.QSDMultiply.apply(x, seed, thresholds, self.cv, self._scale)
-        return x * qsd_cuda.qsd_mask(shape, seed, thresholds, self.cv, self._scale).to(x.dtype)
+            return qsd_cuda.QSDMultiply.apply(x, key, self.thresholds, self.cv, self._scale)
+        return x * qsd_cuda.qsd_mask(shape, key, self.thresholds, self.cv, self._scale).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

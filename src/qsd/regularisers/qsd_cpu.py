@@ -1,20 +1,26 @@
-"""The QSD mask as a counter-based function of (seed, element index), compiled for the CPU.
+"""The QSD mask as a counter-based function of (key, element index), compiled for the CPU.
 
-Every element i of a mask drawn with key ``seed`` is a pure function of (seed, i)::
+Element i of a mask drawn with key ``seed`` is a pure function of (seed, i). With g = i // 4 its
+group and l = i % 4 its place in the group, P_s = Philox4x32-10(counter=(lo(g), hi(g), s, 0),
+key=(lo(seed), hi(seed))) and unit(w) = (w >> 8) / 2^24::
 
-    w0..w3 = Philox4x32-10(counter=(lo(i), hi(i), 0, 0), key=(lo(seed), hi(seed)))
-    u0 = (w0 >> 8) / 2^24                       -> K = #{k : P(K <= k) <= u0}   (inverse CDF)
-    K = 0: m = 0;   cv = 0: m = K * scale
-    else A ~ Gamma(K / cv^2) by Marsaglia-Tsang (2000): proposal r = 0, 1, ... uses the words
-         w1, w2, w3 of the counter (lo(i), hi(i), r, 0) (r = 0: the block above), a Box-Muller
-         normal from u1 = ((w1 >> 8) + 1) / 2^24 and u2 = (w2 >> 8) / 2^24, accepted or not with
-         u3 = (w3 >> 8) / 2^24; a shape a < 1 is drawn as Gamma(a + 1) * U^(1/a), U from w0 of
-         the counter (lo(i), hi(i), 0, 1);   m = A * cv^2 * scale.
+    K = #{k : T_k <= word l of P_0}, T_k = round(P(K <= k) * 2^32)    (a full 32-bit word, so
+        every P(K = k) is sampled exactly to 2^-32)
+    K = 0: m = 0;   cv = 0: m = K * scale   (P_0 alone: one Philox block per four elements)
+    else A ~ Gamma(K / cv^2) by Marsaglia-Tsang (2000), round 0 from the group's blocks:
+        the normal z: Box-Muller on words (0, 1) of P_1 for l = 0, 1 (cos, sin), words (2, 3)
+        for l = 2, 3, with radius uniform unit(w) + 2^-24 and angle uniform unit(w');
+        the acceptance uniform: unit(word l of P_2);
+        a rejected round-0 proposal is followed by rounds r = 1, 2, ... on the element's own
+        counter (lo(i), hi(i), r, 1): z = Box-Muller cos from words 0, 1, uniform unit(word 2);
+        a shape a < 1 is drawn as Gamma(a + 1) * U^(1/a), U = unit(word l of P_3) + 2^-24;
+        m = A * cv^2 * scale.
 
-The CUDA kernel in ``qsd_cuda`` evaluates the same function, so a seed gives the same mask on
+The CUDA kernel in ``qsd_cuda`` evaluates the same function, so a key gives the same mask on
 either device (up to float rounding) and the backward pass can regenerate the mask rather than
 store it. Because each element depends only on (seed, i), the result does not depend on the
-number of threads.
+number of threads. ``SAMPLER`` names this function: it is part of every QSD run's config, so a
+run made with another sampler never passes for one made with this.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ _ROUND_B = np.uint64(0xCD9E8D57)
 _KEY_A = np.uint64(0x9E3779B9)
 _KEY_B = np.uint64(0xBB67AE85)
 _TWO_M24 = 1.0 / 16777216.0
-_CHUNK = 1 << 15  # elements per work item: its scratch arrays stay in the L2 cache
+_CHUNK = 1 << 15  # elements per work item (a multiple of 4): its scratch arrays stay in the L2 cache
+SAMPLER = 2  # 1: K from a 24-bit uniform, one Philox block per element (before 2026-11-26)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -72,34 +79,41 @@ def _accept(x, u, d, c):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _first_block(seed, first, thresholds, k_out, u1, u2, u3):
-    """Pass 1 over elements first, first+1, ...: the words of each element's first Philox block
-    -> K (into ``k_out``, as float32) and the three uniforms of round 0 (u1 in (0, 1], u2 and u3
-    in [0, 1)). The threshold loop is outermost so that every element loop vectorises."""
+def _group_words(seed, first_group, thresholds, gaussian, may_boost, k_out, u1, u2, u3, ub):
+    """Pass 1 over the groups first_group, first_group + 1, ...: K of each element (into ``k_out``,
+    as float32) and, for Gamma quanta, the round-0 uniforms: Box-Muller radius (u1, in (0, 1]) and
+    angle (u2) per pair of elements, acceptance (u3) and boost (ub, in (0, 1]) per element. The
+    threshold loop is outermost so that every element loop vectorises."""
     k0 = np.uint64(seed) & _M32
     k1 = np.uint64(seed) >> np.uint64(32)
     zero = np.uint64(0)
-    u0 = np.empty(k_out.size, dtype=np.float32)
-    for j in range(k_out.size):
-        i = np.uint64(first + j)
-        w0, w1, w2, w3 = philox4x32(i & _M32, i >> np.uint64(32), zero, zero, k0, k1)
-        u0[j] = _unit(w0)
-        u1[j] = _unit(w1) + _TWO_M24
-        u2[j] = _unit(w2)
-        u3[j] = _unit(w3)
+    words = np.empty(k_out.size, dtype=np.uint64)
+    for j in range(k_out.size // 4):
+        g = np.uint64(first_group + j)
+        g0, g1 = g & _M32, g >> np.uint64(32)
+        words[4 * j], words[4 * j + 1], words[4 * j + 2], words[4 * j + 3] = philox4x32(g0, g1, zero, zero, k0, k1)
+        if gaussian:
+            b0, b1, b2, b3 = philox4x32(g0, g1, np.uint64(1), zero, k0, k1)
+            u1[2 * j], u2[2 * j], u1[2 * j + 1], u2[2 * j + 1] = _unit(b0) + _TWO_M24, _unit(b1), _unit(b2) + _TWO_M24, _unit(b3)
+            c0, c1, c2, c3 = philox4x32(g0, g1, np.uint64(2), zero, k0, k1)
+            u3[4 * j], u3[4 * j + 1], u3[4 * j + 2], u3[4 * j + 3] = _unit(c0), _unit(c1), _unit(c2), _unit(c3)
+        if may_boost:
+            e0, e1, e2, e3 = philox4x32(g0, g1, np.uint64(3), zero, k0, k1)
+            ub[4 * j], ub[4 * j + 1] = _unit(e0) + _TWO_M24, _unit(e1) + _TWO_M24
+            ub[4 * j + 2], ub[4 * j + 3] = _unit(e2) + _TWO_M24, _unit(e3) + _TWO_M24
     k_out[:] = 0.0
     for t in thresholds:
         for j in range(k_out.size):
-            k_out[j] += np.float32(t <= u0[j])
+            k_out[j] += np.float32(np.uint64(t) <= words[j])
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _gamma_from_normals(seed, first, k_arr, normal, u3, inv_cv2, gamma_scale, out):
+def _gamma_from_normals(seed, first, k_arr, normal, u3, ub, inv_cv2, gamma_scale, out):
     """Pass 3: A * cv^2 * scale into ``out``, with A ~ Gamma(K / cv^2) (0 where K = 0). A first,
     vectorised loop accepts the round-0 proposals that pass Marsaglia-Tsang's squeeze; a second
     loop settles the rest (exact test, later Philox rounds, the boost for shapes below 1)."""
-    settle = np.empty(k_arr.size, dtype=np.bool_)
-    for j in range(k_arr.size):
+    settle = np.empty(out.size, dtype=np.bool_)
+    for j in range(out.size):
         k = np.float64(k_arr[j])
         a = k * inv_cv2
         d = a - 1.0 / 3.0 + (1.0 if a < 1.0 else 0.0)
@@ -110,8 +124,8 @@ def _gamma_from_normals(seed, first, k_arr, normal, u3, inv_cv2, gamma_scale, ou
         out[j] = d * v * v * v * gamma_scale if (done & (k > 0.0)) else 0.0
     k0 = np.uint64(seed) & _M32
     k1 = np.uint64(seed) >> np.uint64(32)
-    zero = np.uint64(0)
-    for j in range(k_arr.size):
+    one = np.uint64(1)
+    for j in range(out.size):
         if not settle[j]:
             continue
         i = np.uint64(first + j)
@@ -122,30 +136,40 @@ def _gamma_from_normals(seed, first, k_arr, normal, u3, inv_cv2, gamma_scale, ou
         g, ok = _accept(np.float64(normal[j]), np.float64(u3[j]), d, c)
         r = np.uint64(1)
         while not ok:
-            _, w1, w2, w3 = philox4x32(i0, i1, r, zero, k0, k1)
-            g, ok = _accept(_box_muller(w1, w2), _unit(w3), d, c)
-            r += np.uint64(1)
+            w0, w1, w2, _ = philox4x32(i0, i1, r, one, k0, k1)
+            g, ok = _accept(_box_muller(w0, w1), _unit(w2), d, c)
+            r += one
         if a < 1.0:
-            b0, _, _, _ = philox4x32(i0, i1, zero, np.uint64(1), k0, k1)
-            g *= (_unit(b0) + _TWO_M24) ** (1.0 / a)
+            g *= np.float64(ub[j]) ** (1.0 / a)
         out[j] = g * gamma_scale
 
 
 def _fill_chunk(out: np.ndarray, first: int, seed: int, thresholds: np.ndarray, cv: float, scale: float) -> None:
-    """The mask for elements first .. first + len(out) - 1, written into ``out``."""
-    k, u1, u2, u3 = (np.empty(out.size, dtype=np.float32) for _ in range(4))
-    _first_block(seed, first, thresholds, k, u1, u2, u3)
-    if cv == 0.0:
-        np.multiply(k, np.float32(scale), out=out)
+    """The mask for elements first .. first + len(out) - 1 (``first`` a multiple of 4), written into ``out``."""
+    size = -(-out.size // 4) * 4  # whole groups
+    gaussian = cv != 0.0
+    may_boost = gaussian and cv > 1.0
+    k = np.empty(size, dtype=np.float32)
+    u1, u2 = (np.empty(size // 2 if gaussian else 0, dtype=np.float32) for _ in range(2))
+    u3 = np.empty(size if gaussian else 0, dtype=np.float32)
+    ub = np.empty(size if may_boost else 0, dtype=np.float32)
+    _group_words(seed, first // 4, thresholds, gaussian, may_boost, k, u1, u2, u3, ub)
+    if not gaussian:
+        np.multiply(k[: out.size], np.float32(scale), out=out)
         return
-    normal = np.sqrt(np.log(u1, out=u1).__imul__(np.float32(-2.0)), out=u1)  # Box-Muller, in place
-    normal *= np.cos(u2.__imul__(np.float32(2.0 * math.pi)), out=u2)
-    _gamma_from_normals(seed, first, k, normal, u3, 1.0 / (cv * cv), cv * cv * scale, out)
+    radius = np.sqrt(np.log(u1, out=u1).__imul__(np.float32(-2.0)), out=u1)  # Box-Muller, in place
+    angle = u2.__imul__(np.float32(2.0 * math.pi))
+    normal = np.empty(size, dtype=np.float32)
+    np.multiply(radius, np.cos(angle), out=normal[0::2])
+    np.multiply(radius, np.sin(angle), out=normal[1::2])
+    n = out.size
+    _gamma_from_normals(seed, first, k[:n], normal[:n], u3[:n], ub[:n] if may_boost else ub,
+                        1.0 / (cv * cv), cv * cv * scale, out)
 
 
 def qsd_mask_cpu(shape: tuple[int, ...], seed: int, thresholds: np.ndarray, cv: float, scale: float) -> torch.Tensor:
     """A float32 QSD mask of ``shape`` for key ``seed`` (see the module docstring); ``thresholds``
-    are the float32 P(K <= k), k = 0..n-1. Works in cache-sized chunks spread over
+    are the int64 T_k = round(P(K <= k) * 2^32), k = 0..n-1. Works in cache-sized chunks spread over
     ``torch.get_num_threads()`` threads (the compiled passes and numpy's SIMD float32 log, sqrt
     and cos, which make the round-0 normals, all release the GIL)."""
     numel = math.prod(shape)

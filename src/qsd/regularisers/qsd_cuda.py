@@ -1,12 +1,20 @@
 """Fused QSD for CUDA (Triton): y = x * m with the mask m computed inside the kernel from
-(seed, element index) and recomputed in the backward pass, so no mask is ever stored.
+(key, element index) and recomputed in the backward pass, so no mask is ever stored.
 
-It evaluates the same counter-based function as the CPU kernel (see ``qsd_cpu``): Philox4x32-10
-words -> K by inverse CDF -> Gamma(K / cv^2) by Marsaglia-Tsang, in float32. With
-``TRITON_INTERPRET=1`` set before import it runs on CPU tensors, which is how the tests compare
-it with the CPU kernel on machines without a GPU.
+It evaluates the same counter-based function as the CPU kernel (``qsd_cpu``'s docstring gives it),
+in float32. The key is read from a one-element device tensor drawn from torch's CUDA generator, so
+a training step with QSD can be captured in a CUDA graph and every replay draws a fresh mask.
+
+Layout: a persistent grid; each program takes blocks of GROUPS groups of four elements. Round 0
+of Marsaglia-Tsang runs on every element of a block at once; the few proposals it rejects are
+compacted (through a small per-program scratch) and finished in narrow vectors, so a rejection
+costs one lane's work instead of another round for the whole block. With ``TRITON_INTERPRET=1``
+set before import the kernel runs on CPU tensors, which is how the tests compare it with the CPU
+kernel on machines without a GPU.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -14,7 +22,9 @@ import triton.language as tl
 
 TWO_M24 = tl.constexpr(1.0 / 16777216.0)
 TWO_PI = tl.constexpr(6.283185307179586)
-BLOCK = 1024
+GROUPS = 256  # groups of four elements per block
+SLOW = 32  # lanes per vector of the rejected-proposal path
+PROGRAMS_PER_SM = 8
 
 
 @triton.jit
@@ -24,79 +34,150 @@ def _unit(w):
 
 
 @triton.jit
-def _marsaglia_tsang(w1, w2, w3, d, c):
-    """One proposal for Gamma(d + 1/3) per lane: (value, accepted)."""
-    x = tl.sqrt(-2.0 * tl.log(_unit(w1) + TWO_M24)) * tl.cos(_unit(w2) * TWO_PI)
-    v = 1.0 + c * x
-    positive = v > 0.0
-    v = v * v * v
-    u = _unit(w3)
-    x2 = x * x
-    squeeze = u < 1.0 - 0.0331 * x2 * x2
-    ok = positive & (squeeze | (tl.log(u) < 0.5 * x2 + d * (1.0 - v + tl.log(tl.where(positive, v, 1.0)))))
-    return d * v, ok
+def _spread(w0, w1, w2, w3):
+    """Four [G] vectors -> one [4G] vector in element order (w0[g], w1[g], w2[g], w3[g], ...)."""
+    return tl.interleave(tl.interleave(w0, w2), tl.interleave(w1, w3))
 
 
 @triton.jit
-def _qsd_scale_kernel(x_ptr, y_ptr, numel, seed, t_ptr, inv_cv2, gamma_scale, scale,
+def _accept(z, u, d, c):
+    """Marsaglia-Tsang: the proposal from normal z and uniform u -> (Gamma(d + 1/3) value, accepted)."""
+    v = 1.0 + c * z
+    positive = v > 0.0
+    v = v * v * v
+    z2 = z * z
+    squeeze = u < 1.0 - 0.0331 * z2 * z2
+    exact = tl.log(u) < 0.5 * z2 + d * (1.0 - v + tl.log(tl.where(positive, v, 1.0)))
+    return d * v, positive & (squeeze | exact)
+
+
+@triton.jit
+def _shape(k, inv_cv2):
+    """Per lane: the Gamma shape a = K / cv^2, whether it is boosted (a < 1), and Marsaglia-Tsang's d, c."""
+    a = k * inv_cv2
+    boost = a < 1.0
+    d = tl.where(boost, a + 1.0, a) - 1.0 / 3.0
+    c = 1.0 / tl.sqrt(9.0 * tl.where(k > 0.0, d, 1.0))
+    return a, boost, d, c
+
+
+@triton.jit
+def _boosted(g, a, boost, ub):
+    """Gamma(a) = Gamma(a + 1) * U^(1/a) where a < 1."""
+    return tl.where(boost, g * tl.exp2(tl.log2(ub) / tl.where(boost, a, 1.0)), g)
+
+
+@triton.jit
+def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2, gamma_scale, scale,
                       N_SITES: tl.constexpr, FIXED_QUANTA: tl.constexpr, MAY_BOOST: tl.constexpr,
-                      BLOCK_SIZE: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    inside = offs < numel
-    w0, w1, w2, w3 = tl.randint4x(seed, offs)
-    u0 = _unit(w0)
-    k = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-    for j in tl.static_range(N_SITES):
-        k += (tl.load(t_ptr + j) <= u0).to(tl.float32)
-    if FIXED_QUANTA:
-        m = k * scale
-    else:
-        a = k * inv_cv2
-        boost = a < 1.0
-        d = tl.where(boost, a + 1.0, a) - 1.0 / 3.0
-        c = 1.0 / tl.sqrt(9.0 * tl.where(k > 0.0, d, 1.0))
-        g, done = _marsaglia_tsang(w1, w2, w3, d, c)
-        done = done | (k == 0.0) | (~inside)
-        lo = offs.to(tl.uint32)
-        hi = (offs >> 32).to(tl.uint32)
-        zero = lo * 0
-        r = zero + 1
-        while tl.min(done.to(tl.int32)) == 0:
-            _, v1, v2, v3 = tl.philox(seed, lo, hi, r, zero)
-            g_new, ok = _marsaglia_tsang(v1, v2, v3, d, c)
-            g = tl.where(done, g, g_new)
-            done = done | ok
-            r += 1
-        if MAY_BOOST:
-            b0, _, _, _ = tl.philox(seed, lo, hi, zero, zero + 1)
-            ub = _unit(b0) + TWO_M24
-            g = tl.where(boost & (k > 0.0), g * tl.exp(tl.log(ub) / tl.where(k > 0.0, a, 1.0)), g)
-        m = tl.where(k == 0.0, 0.0, g * gamma_scale)
-    x = tl.load(x_ptr + offs, mask=inside, other=0.0)
-    y = x.to(tl.float32) * m
-    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=inside)
+                      G: tl.constexpr, S: tl.constexpr):
+    key = tl.load(key_ptr)
+    pid = tl.program_id(0)
+    n_blocks = tl.cdiv(numel, 4 * G)
+    lane = tl.arange(0, 4 * G)
+    own = scratch_ptr + pid * (3 * S)  # this program's scratch: S lanes, S values of K, S boost uniforms
+    slot = tl.arange(0, S)
+    for blk in range(pid, n_blocks, tl.num_programs(0)):
+        base = tl.cast(blk, tl.int64) * (4 * G)
+        group = base // 4 + tl.arange(0, G)
+        offs = base + lane
+        inside = offs < numel
+        g_lo = group.to(tl.uint32)
+        g_hi = (group >> 32).to(tl.uint32)
+        zero = g_lo * 0
+        a0, a1, a2, a3 = tl.philox(key, g_lo, g_hi, zero, zero)
+        w = _spread(a0, a1, a2, a3).to(tl.int64)
+        k = tl.zeros([4 * G], dtype=tl.float32)
+        for j in tl.static_range(N_SITES):
+            k += (tl.load(t_ptr + j) <= w).to(tl.float32)
+        if FIXED_QUANTA:
+            m = k * scale
+        else:
+            b0, b1, b2, b3 = tl.philox(key, g_lo, g_hi, zero + 1, zero)
+            r01 = tl.sqrt(-2.0 * tl.log(_unit(b0) + TWO_M24))
+            t01 = _unit(b1) * TWO_PI
+            r23 = tl.sqrt(-2.0 * tl.log(_unit(b2) + TWO_M24))
+            t23 = _unit(b3) * TWO_PI
+            z = _spread(r01 * tl.cos(t01), r01 * tl.sin(t01), r23 * tl.cos(t23), r23 * tl.sin(t23))
+            c0, c1, c2, c3 = tl.philox(key, g_lo, g_hi, zero + 2, zero)
+            u = _unit(_spread(c0, c1, c2, c3))
+            a, boost, d, c = _shape(k, inv_cv2)
+            g, ok = _accept(z, u, d, c)
+            ub = tl.full([4 * G], 1.0, tl.float32)
+            if MAY_BOOST:
+                e0, e1, e2, e3 = tl.philox(key, g_lo, g_hi, zero + 3, zero)
+                ub = _unit(_spread(e0, e1, e2, e3)) + TWO_M24
+                g = _boosted(g, a, boost, ub)
+            m = g * gamma_scale
+            slow = (k > 0.0) & (~ok) & inside
+            m = tl.where(k == 0.0, 0.0, m)
+            # rejected proposals: compacted S at a time, finished with rounds r = 1, 2, ...
+            rank = tl.cumsum(slow.to(tl.int32), axis=0) - 1
+            n_slow = tl.sum(slow.to(tl.int32), axis=0)
+            for first in range(0, n_slow, S):
+                mine = slow & (rank >= first) & (rank < first + S)
+                tl.store(own + rank - first, lane, mask=mine)
+                tl.store(own + S + rank - first, k.to(tl.int32), mask=mine)
+                if MAY_BOOST:
+                    tl.store(own + 2 * S + rank - first, ub.to(tl.int32, bitcast=True), mask=mine)
+                tl.debug_barrier()
+                live = first + slot < n_slow
+                e = base + tl.load(own + slot, mask=live, other=0)
+                ks = tl.load(own + S + slot, mask=live, other=1).to(tl.float32)
+                ubs = tl.load(own + 2 * S + slot, mask=live & MAY_BOOST, other=0).to(tl.float32, bitcast=True)
+                tl.debug_barrier()  # read before the next chunk overwrites the scratch
+                sa, sboost, sd, sc = _shape(ks, inv_cv2)
+                e_lo = e.to(tl.uint32)
+                e_hi = (e >> 32).to(tl.uint32)
+                one = e_lo * 0 + 1
+                r = one
+                gs = tl.zeros([S], dtype=tl.float32)
+                done = ~live
+                while tl.min(done.to(tl.int32), axis=0) == 0:
+                    v0, v1, v2, _ = tl.philox(key, e_lo, e_hi, r, one)
+                    zs = tl.sqrt(-2.0 * tl.log(_unit(v0) + TWO_M24)) * tl.cos(_unit(v1) * TWO_PI)
+                    g_new, ok_new = _accept(zs, _unit(v2), sd, sc)
+                    gs = tl.where(done, gs, g_new)
+                    done = done | ok_new
+                    r += 1
+                if MAY_BOOST:
+                    gs = _boosted(gs, sa, sboost, ubs)
+                xs = tl.load(x_ptr + e, mask=live, other=0.0)
+                tl.store(y_ptr + e, (xs.to(tl.float32) * gs * gamma_scale).to(y_ptr.dtype.element_ty), mask=live)
+            inside = inside & ~slow
+        x = tl.load(x_ptr + offs, mask=inside, other=0.0)
+        tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
 
 
-def qsd_scale(x: torch.Tensor, seed: int, thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
-    """x * m, with m the QSD mask for key ``seed`` over x's elements (in row-major order)."""
+@functools.cache
+def _programs(device: torch.device) -> int:
+    if device.type != "cuda":  # the interpreter: a few programs, so that each loops over blocks
+        return 3
+    return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def qsd_scale(x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
+    """x * m, with m the QSD mask for ``key`` (a one-element int64 tensor on x's device) over x's
+    elements in row-major order; ``thresholds``: the int64 P(K <= k) * 2^32, k = 0..n-1."""
     x = x.contiguous()
     y = torch.empty_like(x)
     numel = x.numel()
+    programs = max(1, min(_programs(x.device), triton.cdiv(numel, 4 * GROUPS)))
+    scratch = torch.empty(programs * 3 * SLOW, dtype=torch.int32, device=x.device)
     inv_cv2 = 0.0 if cv == 0.0 else 1.0 / (cv * cv)
-    grid = (triton.cdiv(numel, BLOCK),)
-    _qsd_scale_kernel[grid](x, y, numel, seed, thresholds, inv_cv2, cv * cv * scale, scale,
-                            N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0, MAY_BOOST=0.0 < inv_cv2 < 1.0,
-                            BLOCK_SIZE=BLOCK)
+    _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, inv_cv2, cv * cv * scale, scale,
+                                   N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0,
+                                   MAY_BOOST=0.0 < inv_cv2 < 1.0, G=GROUPS, S=SLOW)
     return y
 
 
 class QSDMultiply(torch.autograd.Function):
-    """y = x * m; the backward pass regenerates m from the seed instead of saving it."""
+    """y = x * m; the backward pass regenerates m from the key instead of saving it."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, seed: int, thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
-        ctx.mask_args = (seed, thresholds, cv, scale)
-        return qsd_scale(x, seed, thresholds, cv, scale)
+    def forward(ctx, x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
+        ctx.mask_args = (key, thresholds, cv, scale)
+        return qsd_scale(x, key, thresholds, cv, scale)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -104,6 +185,6 @@ class QSDMultiply(torch.autograd.Function):
         return qsd_scale(grad, *ctx.mask_args), None, None, None, None
 
 
-def qsd_mask(shape: tuple[int, ...], seed: int, thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
+def qsd_mask(shape: tuple[int, ...], key: torch.Tensor, thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
     """The float32 mask itself (for channel granularity, where it is small)."""
-    return qsd_scale(torch.ones(shape, device=thresholds.device), seed, thresholds, cv, scale)
+    return qsd_scale(torch.ones(shape, device=thresholds.device), key, thresholds, cv, scale)
