@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from qsd.io import write_json
+from qsd.provenance import device_name
 from qsd.regularisers import build
 
 CASES = {
@@ -36,14 +37,6 @@ def step(module: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
     y = module(x)
     y.backward(grad)
     x.grad = None
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
 
 
 def time_case(module, x, grad, device, inner: int) -> float:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from qsd.io import write_json
+from qsd.provenance import device_name
 from qsd.models import CNN, MLP
 from qsd.regularisers import build
 
@@ -54,7 +55,9 @@ def main() -> None:
     args = ap.parse_args()
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    report = {"benchmark": "training step per regulariser", "device": str(dev), "threads": torch.get_num_threads(),
+    print(f"device: {device_name(dev)}; torch {torch.__version__}; batch {args.batch}; median of {args.repeats} steps")
+    report = {"benchmark": "training step per regulariser", "device": str(dev), "device_name": device_name(dev),
+              "threads": torch.get_num_threads(),
               "repeats": args.repeats, "batch": args.batch, "torch": torch.__version__, "models": {}}
     for model in ("mlp", "cnn"):
         torch.manual_seed(0)

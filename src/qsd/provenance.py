@@ -1,17 +1,34 @@
-"""Which code produced a number: the git commit of this checkout (``unknown`` outside git)."""
+"""Which code and device produced a number: the git commit of this checkout (``unknown`` outside git)
+and the device's name."""
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from pathlib import Path
 
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """Short hash of HEAD, with ``+dirty`` when tracked files differ from it."""
+    """Short hash of HEAD, with ``+dirty`` when tracked files differ from it. ``$QSD_COMMIT``, where
+    set, is taken instead: for a copy of the checkout whose git metadata is not its own (a lent GPU
+    machine receives the working tree of a given commit, with the history of another)."""
+    if os.environ.get("QSD_COMMIT"):
+        return os.environ["QSD_COMMIT"]
     here = Path(__file__).parent
     try:
         run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=here, check=True).stdout.strip()
         return run("rev-parse", "--short", "HEAD") + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def device_name(device) -> str:
+    """What a timing ran on: the GPU's name, or the CPU and its thread count."""
+    import platform
+
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"

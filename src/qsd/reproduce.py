@@ -4,6 +4,7 @@ through one queue of parallel runs, collect them, render every figure and table,
     qsd-reproduce --scale cpu                     # what `make reproduce-all SCALE=cpu` runs
     qsd-reproduce --scale cpu --dry-run           # what it would train, and about how long it takes
     qsd-reproduce --scale cpu --render-only       # what `make figures` runs
+    QSD_RUNS_ROOT=/slice/runs qsd-reproduce --scale paper --collect-only   # runs trained elsewhere
 
 Finished runs are found in the runs root (``$QSD_RUNS_ROOT``, default the checkout's ``runs/``) or
 among the committed ones (``results/<scale>/runs/``) and are never trained again.
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="figure/table ids to run and render (default: all; --list shows them)")
     ap.add_argument("--list", action="store_true", help="list the figure/table ids and stop")
     ap.add_argument("--render-only", action="store_true", help="render from results/<scale>/ alone (no training, no collecting)")
+    ap.add_argument("--collect-only", action="store_true",
+                    help="train nothing: commit the finished runs found in the runs root, collect and render")
     ap.add_argument("--dry-run", action="store_true", help="print the runnable sweep commands, run counts and time left; train nothing")
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="start no run that would not finish within MIN minutes (by the recorded times)")
@@ -147,7 +150,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     print(f"{args.scale} scale: {len(wanted)} runs, {queue.done} already finished, about {clock(queue.left_s(todo))} "
           f"left on {args.jobs} parallel run(s), {max((r.threads for r in wanted), default=1)} CPU thread(s) each"
           + (f" ({guessed} of them a guess: no run of their experiment was timed yet)" if guessed else ""))
-    if args.scale == "paper" and todo and not torch.cuda.is_available():
+    if args.scale == "paper" and todo and not args.collect_only and not torch.cuda.is_available():
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
     if args.dry_run:
@@ -162,13 +165,15 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     t0 = time.time()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the runs as Ctrl-C does
     try:
-        outcomes = queue.run()
+        outcomes = [] if args.collect_only else queue.run()
     except KeyboardInterrupt:
+        kept = len(gather(planned, runs_root, out))  # what finished before the stop is committed
+        print(f"stopped; {kept} finished run(s) are in {out / 'runs'}; the same command resumes the rest")
         return 130
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
     if over := sum(o.status == "stopped" for o in outcomes):
         print(f"{over} run(s) not started: they would not finish within the time budget")
-    for m in manifests():
+    for m in [] if args.collect_only else manifests():
         if "bench" in m and (not args.only or m["id"] in args.only):
             cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=out) for a in m["bench"])]
             print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
