@@ -79,6 +79,20 @@ def test_committed_runs_are_enough_and_stray_runs_never_reach_a_figure(smoke, tm
     assert {name: (out / name).read_text() for name in before} == before and before["weights_ks.csv"].count("\n") > 2
 
 
+def test_collect_only_commits_runs_trained_elsewhere_and_trains_nothing(smoke, tmp_path):
+    """A slice trained on another machine: its runs root alone (no committed runs here) is collected
+    into a fresh results folder, giving the same runs.csv, and nothing is trained."""
+    base, env, _, _, _ = smoke
+    before = {p: p.stat().st_mtime_ns for p in (base / "runs").rglob("*") if p.is_file()}
+    run = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--collect-only", "--jobs", "2",
+                          "--results", str(tmp_path / "results")], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "[1/" not in run.stdout and before == {p: p.stat().st_mtime_ns for p in (base / "runs").rglob("*") if p.is_file()}
+    fresh, built = tmp_path / "results" / "smoke", base / "results" / "smoke"
+    assert (fresh / "runs.csv").read_text() == (built / "runs.csv").read_text()
+    assert len(list((fresh / "runs").glob("*/*/summary.json"))) == len(suite.plan("smoke"))
+
+
 def test_render_only_needs_only_results(smoke):
     base, env, _, _, _ = smoke
     env = {**env, "QSD_RUNS_ROOT": str(base / "no-runs-here")}

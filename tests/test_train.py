@@ -228,3 +228,8 @@ def test_cuda_graphs_train_as_eager_does(tiny_root, tmp_path, experiment, regula
     a, b = fit(eager), fit(graphed)
     assert b["cuda_graphs"] and b["status"] == "completed"
     assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4), (a, b)
+
+
+def test_cuda_graphs_auto_trains_eagerly_without_cuda(tiny_root, tmp_path):
+    cfg = config(tiny_root, tmp_path, *SMALL)
+    assert cfg.train.cuda_graphs == "auto" and fit(cfg)["cuda_graphs"] is False

@@ -3,6 +3,7 @@ stating the scale and commit."""
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -32,10 +33,11 @@ def provenance(out: Path) -> str:
 
 
 def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:
-    """Footer with scale and provenance, then PNG + PDF."""
+    """Footer with scale and provenance, wrapped to the figure's width (6 pt: about 24 characters an
+    inch), then PNG + PDF."""
     label = f"scale: {scale}" + (" (SMOKE: pipeline check only, numbers mean nothing)" if scale == "smoke" else "")
-    fig.text(0.01, -0.01, f"{label} | {provenance(out)}{' | ' + note if note else ''}", fontsize=6,
-             color="#555555", va="top")
+    footer = textwrap.fill(f"{label} | {provenance(out)}{' | ' + note if note else ''}", int(fig.get_figwidth() * 24))
+    fig.text(0.01, -0.01, footer, fontsize=6, color="#555555", va="top")
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(out / f"{stem}.{ext}")
