@@ -24,7 +24,7 @@ TWO_M24 = tl.constexpr(1.0 / 16777216.0)
 TWO_PI = tl.constexpr(6.283185307179586)
 GROUPS = 256  # groups of four elements per block
 SLOW = 32  # lanes per vector of the rejected-proposal path
-PROGRAMS_PER_SM = 8
+PROGRAMS_PER_SM = 32  # measured on an H200: 8 per SM took 3.69 ms forward at 65536 x 4096, 32 took 3.47
 
 
 @triton.jit
