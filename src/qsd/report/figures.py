@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import store as data_store
 from ..regularisers import build
 from . import recipes
 from .compare import Arm, arm, compare, valid_curves
@@ -92,6 +93,17 @@ def plain_log_axis(ax) -> None:
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(plt.NullFormatter())
+
+
+def absent_reason(experiment: str, scale: str) -> str:
+    """Why ``experiment`` has no finished runs: not run at this scale (and why), its data set must be
+    supplied by the user, or it has not been run yet."""
+    if reason := not_testable(experiment, scale):
+        return f"not run at {scale} scale: {reason}"
+    data = recipes.experiment_data(experiment)
+    if data_store.spec(data).obtain is None:
+        return f"no runs: needs user-supplied {data} data, which cannot be fetched here (see README: data)"
+    return "no finished runs yet at this scale"
 
 
 def _missing(res: Path, stem: str, scale: str, what: str) -> None:
@@ -266,7 +278,9 @@ def _grouped_bars(res, scale, stem, experiments, value, ylabel, title, transform
     runs = read_csv(res / "runs.csv")
     present = [(e, lab) for e, lab in experiments if main_runs(runs, e)]
     if not present:
-        return _missing(res, stem, scale, ", ".join(e for e, _ in experiments))
+        return write_table(res, stem, [{"experiment": e, "status": absent_reason(e, scale)} for e, _ in experiments],
+                           scale, stem)
+    absent = "; ".join(f"{lab}: {absent_reason(e, scale)}" for e, lab in experiments if (e, lab) not in present)
     fig, axes = plt.subplots(1, len(present), figsize=(max(COLUMN_W, 1.6 * len(present)), 2.3), squeeze=False)
     rows = []
     for ax, (e, lab) in zip(axes[0], present):
@@ -278,8 +292,8 @@ def _grouped_bars(res, scale, stem, experiments, value, ylabel, title, transform
         lo = min(min(v.values()) for v in vals.values())
         hi = max(max(v.values()) for v in vals.values())
         ax.set_ylim(max(0, lo - 0.3 * (hi - lo + 1e-9)), hi + 0.3 * (hi - lo + 1e-9))
-    save(fig, res, stem, scale, f"bars: mean and 95% CI; dots: seeds; {SHORT_RULE}")
-    write_table(res, stem, rows, scale, title)
+    save(fig, res, stem, scale, f"bars: mean and 95% CI; dots: seeds; {SHORT_RULE}" + (f" | {absent}" if absent else ""))
+    write_table(res, stem, rows, scale, title + (f". {absent}" if absent else ""))
 
 
 def render_fig6_cnn(res: Path, scale: str) -> None:

@@ -28,6 +28,13 @@ def recipe_rates(experiment: str) -> dict[str, float]:
 
 
 @cache
+def experiment_data(experiment: str) -> str:
+    """The data set ``experiment`` trains on (its ``override /data`` default)."""
+    cfg = yaml.safe_load((CONFIGS / "experiment" / f"{experiment}.yaml").read_text())
+    return next(d["override /data"] for d in cfg.get("defaults", []) if isinstance(d, dict) and "override /data" in d)
+
+
+@cache
 def default_qsd() -> dict[str, object]:
     """QSD's default settings (configs/regulariser/qsd.yaml), as runs.csv reads them back."""
     cfg = yaml.safe_load((CONFIGS / "regulariser" / "qsd.yaml").read_text())
