@@ -87,9 +87,10 @@ def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> list[Pat
             runstore.archive(path, archive / run.key)
         paths.append(path)
     keys = {r.key for r in planned}
-    ignored = sum(1 for p in runs_root.glob("*/*") if p.is_dir() and f"{p.parent.name}/{p.name}" not in keys)
-    if ignored:
-        log.info("ignored %d run folder(s) in %s that are not runs of this suite", ignored, runs_root)
+    for root in (runs_root, archive):  # e.g. runs of an edited config, or of an older QSD sampler
+        ignored = sum(1 for p in root.glob("*/*") if p.is_dir() and f"{p.parent.name}/{p.name}" not in keys)
+        if ignored:
+            log.info("ignored %d run folder(s) in %s that are not runs of this suite", ignored, root)
     return paths
 
 
