@@ -251,6 +251,7 @@ def fit(cfg: DictConfig) -> dict:
     check_config(cfg)
     device = pick_device(cfg.device)
     graphs = use_cuda_graphs(cfg, device)
+    commit = git_commit()  # read now, not when the run ends: the code this process trains with is what it loaded
     root = str(data_root(cfg.paths.data))
     path = runstore.run_dir(cfg)
     if runstore.is_finished(path):
@@ -270,13 +271,13 @@ def fit(cfg: DictConfig) -> dict:
     try:
         if runstore.is_finished(path):  # another process finished it while this one was building
             return runstore.read_summary(path)
-        return _train(cfg, path, task, model, device, lock, graphs)
+        return _train(cfg, path, task, model, device, lock, graphs, commit)
     finally:
         lock.release()
 
 
 def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, device: torch.device,
-           lock: runstore.RunLock, graphs: bool) -> dict:
+           lock: runstore.RunLock, graphs: bool, commit: str) -> dict:
     opt, sched = build_optimiser(cfg, model, capturable=graphs)
     history: list[dict] = []
     start, wall_before = 0, 0.0
@@ -329,7 +330,7 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
                "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
                "device": str(device), "threads": cfg.train.threads, "cuda_graphs": graphs,
                "wall_s": wall_before + time.time() - t0,
-               "versions": {"qsd": __version__, "commit": git_commit(), "torch": torch.__version__,
+               "versions": {"qsd": __version__, "commit": commit, "torch": torch.__version__,
                             "python": platform.python_version()}}
     if status == "completed":
         test, sparsity = evaluate_test(model, task, cfg, device)
