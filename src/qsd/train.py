@@ -13,6 +13,7 @@ import inspect
 import logging
 import math
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -373,6 +374,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill releases the lock, as Ctrl-C does
     code = fit_or_record(cfg)
     if code == 2 or (code == 1 and HydraConfig.get().mode != RunMode.MULTIRUN):
         raise SystemExit(code)

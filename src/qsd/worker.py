@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 from hydra import compose, initialize_config_dir
@@ -30,6 +31,9 @@ def train_one(overrides: list[str]) -> int:
 
 
 def main() -> None:
+    # a kill (e.g. `timeout`, which signals the whole process group) stops the run as Ctrl-C does:
+    # its last checkpoint stays and its lock is released
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stdout)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

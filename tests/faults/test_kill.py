@@ -86,3 +86,22 @@ def test_kill_during_collection(env, reference, tmp_path, k):
     subprocess.run(cmd[:-1] + [str(clean)], env=env, cwd=ROOT, check=True)
     for f in clean.glob("*.csv"):
         assert (tmp_path / "out" / f.name).read_text() == f.read_text()
+
+
+def test_a_kill_to_the_whole_process_group_stops_a_worker_cleanly(env, tmp_path):
+    """`timeout` and batch schedulers signal the whole process group, so the queue's workers get the
+    kill too: a worker stops its run as on Ctrl-C, keeping the last checkpoint and releasing the lock."""
+    p = subprocess.Popen([sys.executable, "-m", "qsd.worker"], env={**env, "QSD_RUNS_ROOT": str(tmp_path)}, cwd=ROOT,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    long_run = [o if not o.startswith("train.epochs=") else "train.epochs=500" for o in OVERRIDES]
+    p.stdin.write(json.dumps(long_run) + "\n")
+    p.stdin.flush()
+    deadline = time.time() + 120
+    while not list(tmp_path.rglob("ckpt-last.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.rglob("run.lock")), "the run should be in flight"
+    os.killpg(p.pid, signal.SIGTERM)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, out[-3000:]
+    assert not list(tmp_path.rglob("run.lock")) and list(tmp_path.rglob("ckpt-last.pt"))
