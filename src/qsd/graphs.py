@@ -1,4 +1,5 @@
-"""A training step captured in a CUDA graph (``train.cuda_graphs=true``).
+"""A training step captured in a CUDA graph (``train.cuda_graphs``: by default wherever it applies,
+image classification on CUDA).
 
 A small model's step is a few hundred short kernels, so eager training is bound by their launches
 and the GPU idles. Captured once and replayed per batch, the step costs one launch. The replay runs

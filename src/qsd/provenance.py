@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import subprocess
 from pathlib import Path
+
+import torch
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,10 +28,6 @@ def git_commit() -> str:
 
 def device_name(device) -> str:
     """What a timing ran on: the GPU's name, or the CPU and its thread count."""
-    import platform
-
-    import torch
-
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"

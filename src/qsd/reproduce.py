@@ -169,7 +169,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         outcomes = [] if args.collect_only else queue.run()
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out))  # what finished before the stop is committed
-        print(f"stopped; {kept} finished run(s) are in {out / 'runs'}; the same command resumes the rest")
+        print(f"{kept} finished run(s) are committed in {out / 'runs'}")
         return 130
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
     if over := sum(o.status == "stopped" for o in outcomes):

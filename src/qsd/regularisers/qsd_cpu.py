@@ -163,15 +163,15 @@ def _fill_chunk(out: np.ndarray, first: int, seed: int, thresholds: np.ndarray, 
     np.multiply(radius, np.cos(angle), out=normal[0::2])
     np.multiply(radius, np.sin(angle), out=normal[1::2])
     n = out.size
-    _gamma_from_normals(seed, first, k[:n], normal[:n], u3[:n], ub[:n] if may_boost else ub,
+    _gamma_from_normals(seed, first, k[:n], normal[:n], u3[:n], ub[:n],
                         1.0 / (cv * cv), cv * cv * scale, out)
 
 
 def qsd_mask_cpu(shape: tuple[int, ...], seed: int, thresholds: np.ndarray, cv: float, scale: float) -> torch.Tensor:
     """A float32 QSD mask of ``shape`` for key ``seed`` (see the module docstring); ``thresholds``
     are the int64 T_k = round(P(K <= k) * 2^32), k = 0..n-1. Works in cache-sized chunks spread over
-    ``torch.get_num_threads()`` threads (the compiled passes and numpy's SIMD float32 log, sqrt
-    and cos, which make the round-0 normals, all release the GIL)."""
+    ``torch.get_num_threads()`` threads (the compiled passes and numpy's SIMD float32 log, sqrt,
+    cos and sin, which make the round-0 normals, all release the GIL)."""
     numel = math.prod(shape)
     out = np.empty(numel, dtype=np.float32)
     starts = range(0, numel, _CHUNK)

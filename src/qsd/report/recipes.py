@@ -21,17 +21,21 @@ def manifests() -> dict[str, dict]:
 
 
 @cache
+def experiment_config(experiment: str) -> dict:
+    """``configs/experiment/<experiment>.yaml`` as written (not composed)."""
+    return yaml.safe_load((CONFIGS / "experiment" / f"{experiment}.yaml").read_text())
+
+
 def recipe_rates(experiment: str) -> dict[str, float]:
     """The rates of ``experiment``'s recipe as runs.csv columns: {"rate_<slot>": r}."""
-    cfg = yaml.safe_load((CONFIGS / "experiment" / f"{experiment}.yaml").read_text())
+    cfg = experiment_config(experiment)
     return {f"rate_{slot}": float(r) for slot, r in (cfg.get("rates") or {}).items()}
 
 
-@cache
 def experiment_data(experiment: str) -> str:
     """The data set ``experiment`` trains on (its ``override /data`` default)."""
-    cfg = yaml.safe_load((CONFIGS / "experiment" / f"{experiment}.yaml").read_text())
-    return next(d["override /data"] for d in cfg.get("defaults", []) if isinstance(d, dict) and "override /data" in d)
+    defaults = experiment_config(experiment).get("defaults", [])
+    return next(d["override /data"] for d in defaults if isinstance(d, dict) and "override /data" in d)
 
 
 @cache
