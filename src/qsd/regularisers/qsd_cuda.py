@@ -2,29 +2,38 @@
 (key, element index) and recomputed in the backward pass, so no mask is ever stored.
 
 It evaluates the same counter-based function as the CPU kernel (``qsd_cpu``'s docstring gives it),
-in float32. The key is read from a one-element device tensor drawn from torch's CUDA generator, so
-a training step with QSD can be captured in a CUDA graph and every replay draws a fresh mask.
+in float32 with the GPU's approximate log, sin and cos: values agree to about 1e-6, and the rare
+element whose acceptance test lies that close to its bound may take another round. The key is read
+from a one-element device tensor drawn from torch's CUDA generator, so a training step with QSD can
+be captured in a CUDA graph and every replay draws a fresh mask.
 
-Layout: a persistent grid; each program takes blocks of GROUPS groups of four elements. Round 0
-of Marsaglia-Tsang runs on every element of a block at once; the few proposals it rejects are
-compacted (through a small per-program scratch) and finished in narrow vectors, so a rejection
-costs one lane's work instead of another round for the whole block. With ``TRITON_INTERPRET=1``
-set before import the kernel runs on CPU tensors, which is how the tests compare it with the CPU
-kernel on machines without a GPU.
+Layout: a persistent grid; each program takes blocks of GROUPS groups of four elements, held as a
+[4, GROUPS] tile so that a thread keeps each group's four elements (one Philox block serves them
+without moving data between threads) and loads and stores them as one vector. Round 0 of
+Marsaglia-Tsang runs on every element of a block at once and is stored; the few proposals it
+rejects are compacted (through a small per-program scratch), finished in narrow vectors and stored
+over it, so a rejection costs one lane's work instead of another round for the whole block. With
+``TRITON_INTERPRET=1`` set before import the kernel runs on CPU tensors (with numpy's exact
+functions), which is how the tests compare it with the CPU kernel on machines without a GPU.
 """
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import libdevice
 
 TWO_M24 = tl.constexpr(1.0 / 16777216.0)
 TWO_PI = tl.constexpr(6.283185307179586)
+INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
+# launch constants (benchmarks/tune_qsd_kernel.py sweeps them on a GPU)
 GROUPS = 256  # groups of four elements per block
+WARPS = 4  # warps per program
 SLOW = 32  # lanes per vector of the rejected-proposal path
-PROGRAMS_PER_SM = 32  # measured on an H200: 8 per SM took 3.69 ms forward at 65536 x 4096, 32 took 3.47
+PROGRAMS_PER_SM = 32  # programs per multiprocessor in the persistent grid
 
 
 @triton.jit
@@ -34,9 +43,35 @@ def _unit(w):
 
 
 @triton.jit
-def _spread(w0, w1, w2, w3):
-    """Four [G] vectors -> one [4G] vector in element order (w0[g], w1[g], w2[g], w3[g], ...)."""
-    return tl.interleave(tl.interleave(w0, w2), tl.interleave(w1, w3))
+def _ln(x):
+    """Natural log. This and ``_cos``, ``_sin``: the GPU's approximate instructions (absolute error
+    about 1e-6 on our arguments), numpy's functions when interpreted."""
+    if INTERPRETED:
+        return tl.log(x)
+    else:
+        return libdevice.fast_logf(x)
+
+
+@triton.jit
+def _cos(x):
+    if INTERPRETED:
+        return tl.cos(x)
+    else:
+        return libdevice.fast_cosf(x)
+
+
+@triton.jit
+def _sin(x):
+    if INTERPRETED:
+        return tl.sin(x)
+    else:
+        return libdevice.fast_sinf(x)
+
+
+@triton.jit
+def _spread(place, w0, w1, w2, w3):
+    """Four [1, G] rows -> a [4, G] tile: column g is (w0[g], w1[g], w2[g], w3[g])."""
+    return tl.where(place == 0, w0, tl.where(place == 1, w1, tl.where(place == 2, w2, w3)))
 
 
 @triton.jit
@@ -47,7 +82,7 @@ def _accept(z, u, d, c):
     v = v * v * v
     z2 = z * z
     squeeze = u < 1.0 - 0.0331 * z2 * z2
-    exact = tl.log(u) < 0.5 * z2 + d * (1.0 - v + tl.log(tl.where(positive, v, 1.0)))
+    exact = _ln(u) < 0.5 * z2 + d * (1.0 - v + _ln(tl.where(positive, v, 1.0)))
     return d * v, positive & (squeeze | exact)
 
 
@@ -57,7 +92,7 @@ def _shape(k, inv_cv2):
     a = k * inv_cv2
     boost = a < 1.0
     d = tl.where(boost, a + 1.0, a) - 1.0 / 3.0
-    c = 1.0 / tl.sqrt(9.0 * tl.where(k > 0.0, d, 1.0))
+    c = tl.math.rsqrt(9.0 * tl.where(k > 0.0, d, 1.0))
     return a, boost, d, c
 
 
@@ -74,46 +109,50 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
     key = tl.load(key_ptr)
     pid = tl.program_id(0)
     n_blocks = tl.cdiv(numel, 4 * G)
-    lane = tl.arange(0, 4 * G)
+    place = tl.arange(0, 4)[:, None]  # an element's place in its group
+    lane = 4 * tl.arange(0, G)[None, :] + place  # [4, G]: its place in the block
     own = scratch_ptr + pid * (3 * S)  # this program's scratch: S lanes, S values of K, S boost uniforms
     slot = tl.arange(0, S)
     for blk in range(pid, n_blocks, tl.num_programs(0)):
         base = tl.cast(blk, tl.int64) * (4 * G)
-        group = base // 4 + tl.arange(0, G)
+        group = base // 4 + tl.arange(0, G)[None, :]
         offs = base + lane
         inside = offs < numel
         g_lo = group.to(tl.uint32)
         g_hi = (group >> 32).to(tl.uint32)
         zero = g_lo * 0
         a0, a1, a2, a3 = tl.philox(key, g_lo, g_hi, zero, zero)
-        w = _spread(a0, a1, a2, a3).to(tl.int64)
-        k = tl.zeros([4 * G], dtype=tl.float32)
+        w = _spread(place, a0, a1, a2, a3).to(tl.int64)
+        k = tl.zeros([4, G], dtype=tl.float32)
         for j in tl.static_range(N_SITES):
             k += (tl.load(t_ptr + j) <= w).to(tl.float32)
+        x = tl.load(x_ptr + offs, mask=inside, other=0.0)
         if FIXED_QUANTA:
-            m = k * scale
+            tl.store(y_ptr + offs, (x.to(tl.float32) * (k * scale)).to(y_ptr.dtype.element_ty), mask=inside)
         else:
             b0, b1, b2, b3 = tl.philox(key, g_lo, g_hi, zero + 1, zero)
-            r01 = tl.sqrt(-2.0 * tl.log(_unit(b0) + TWO_M24))
+            r01 = tl.sqrt(-2.0 * _ln(_unit(b0) + TWO_M24))
             t01 = _unit(b1) * TWO_PI
-            r23 = tl.sqrt(-2.0 * tl.log(_unit(b2) + TWO_M24))
+            r23 = tl.sqrt(-2.0 * _ln(_unit(b2) + TWO_M24))
             t23 = _unit(b3) * TWO_PI
-            z = _spread(r01 * tl.cos(t01), r01 * tl.sin(t01), r23 * tl.cos(t23), r23 * tl.sin(t23))
+            z = _spread(place, r01 * _cos(t01), r01 * _sin(t01), r23 * _cos(t23), r23 * _sin(t23))
             c0, c1, c2, c3 = tl.philox(key, g_lo, g_hi, zero + 2, zero)
-            u = _unit(_spread(c0, c1, c2, c3))
+            u = _unit(_spread(place, c0, c1, c2, c3))
             a, boost, d, c = _shape(k, inv_cv2)
             g, ok = _accept(z, u, d, c)
-            ub = tl.full([4 * G], 1.0, tl.float32)
+            ub = tl.full([4, G], 1.0, tl.float32)
             if MAY_BOOST:
                 e0, e1, e2, e3 = tl.philox(key, g_lo, g_hi, zero + 3, zero)
-                ub = _unit(_spread(e0, e1, e2, e3)) + TWO_M24
+                ub = _unit(_spread(place, e0, e1, e2, e3)) + TWO_M24
                 g = _boosted(g, a, boost, ub)
-            m = g * gamma_scale
+            m = tl.where(k == 0.0, 0.0, g * gamma_scale)
+            # every element is stored; the rejected proposals' are overwritten below (after a barrier)
+            tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
             slow = (k > 0.0) & (~ok) & inside
-            m = tl.where(k == 0.0, 0.0, m)
-            # rejected proposals: compacted S at a time, finished with rounds r = 1, 2, ...
-            rank = tl.cumsum(slow.to(tl.int32), axis=0) - 1
-            n_slow = tl.sum(slow.to(tl.int32), axis=0)
+            # rejected proposals: ranked (group by group), compacted S at a time, finished with rounds r = 1, 2, ...
+            per_group = tl.sum(slow.to(tl.int32), axis=0)
+            rank = (tl.cumsum(per_group, axis=0) - per_group)[None, :] + tl.cumsum(slow.to(tl.int32), axis=0) - 1
+            n_slow = tl.sum(per_group, axis=0)
             for first in range(0, n_slow, S):
                 mine = slow & (rank >= first) & (rank < first + S)
                 tl.store(own + rank - first, lane, mask=mine)
@@ -135,7 +174,7 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
                 done = ~live
                 while tl.min(done.to(tl.int32), axis=0) == 0:
                     v0, v1, v2, _ = tl.philox(key, e_lo, e_hi, r, one)
-                    zs = tl.sqrt(-2.0 * tl.log(_unit(v0) + TWO_M24)) * tl.cos(_unit(v1) * TWO_PI)
+                    zs = tl.sqrt(-2.0 * _ln(_unit(v0) + TWO_M24)) * _cos(_unit(v1) * TWO_PI)
                     g_new, ok_new = _accept(zs, _unit(v2), sd, sc)
                     gs = tl.where(done, gs, g_new)
                     done = done | ok_new
@@ -144,16 +183,17 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
                     gs = _boosted(gs, sa, sboost, ubs)
                 xs = tl.load(x_ptr + e, mask=live, other=0.0)
                 tl.store(y_ptr + e, (xs.to(tl.float32) * gs * gamma_scale).to(y_ptr.dtype.element_ty), mask=live)
-            inside = inside & ~slow
-        x = tl.load(x_ptr + offs, mask=inside, other=0.0)
-        tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
 
 
 @functools.cache
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def _programs(device: torch.device) -> int:
     if device.type != "cuda":  # the interpreter: a few programs, so that each loops over blocks
         return 3
-    return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+    return PROGRAMS_PER_SM * _multiprocessors(device)
 
 
 def qsd_scale(x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: float, scale: float) -> torch.Tensor:
@@ -167,7 +207,7 @@ def qsd_scale(x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: 
     inv_cv2 = 0.0 if cv == 0.0 else 1.0 / (cv * cv)
     _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, inv_cv2, cv * cv * scale, scale,
                                    N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0,
-                                   MAY_BOOST=0.0 < inv_cv2 < 1.0, G=GROUPS, S=SLOW)
+                                   MAY_BOOST=0.0 < inv_cv2 < 1.0, G=GROUPS, S=SLOW, num_warps=WARPS)
     return y
 
 
