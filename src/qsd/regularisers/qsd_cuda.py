@@ -69,6 +69,13 @@ def _sin(x):
 
 
 @triton.jit
+def _radius(w):
+    """Box-Muller's radius sqrt(-2 ln U), U = unit(w) + 2^-24 in (0, 1]; held at 0 where U = 1, since an
+    approximate log of 1 need not be exactly 0."""
+    return tl.sqrt(tl.maximum(-2.0 * _ln(_unit(w) + TWO_M24), 0.0))
+
+
+@triton.jit
 def _spread(place, w0, w1, w2, w3):
     """Four [1, G] rows -> a [4, G] tile: column g is (w0[g], w1[g], w2[g], w3[g])."""
     return tl.where(place == 0, w0, tl.where(place == 1, w1, tl.where(place == 2, w2, w3)))
@@ -131,9 +138,9 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
             tl.store(y_ptr + offs, (x.to(tl.float32) * (k * scale)).to(y_ptr.dtype.element_ty), mask=inside)
         else:
             b0, b1, b2, b3 = tl.philox(key, g_lo, g_hi, zero + 1, zero)
-            r01 = tl.sqrt(-2.0 * _ln(_unit(b0) + TWO_M24))
+            r01 = _radius(b0)
             t01 = _unit(b1) * TWO_PI
-            r23 = tl.sqrt(-2.0 * _ln(_unit(b2) + TWO_M24))
+            r23 = _radius(b2)
             t23 = _unit(b3) * TWO_PI
             z = _spread(place, r01 * _cos(t01), r01 * _sin(t01), r23 * _cos(t23), r23 * _sin(t23))
             c0, c1, c2, c3 = tl.philox(key, g_lo, g_hi, zero + 2, zero)
@@ -174,7 +181,7 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
                 done = ~live
                 while tl.min(done.to(tl.int32), axis=0) == 0:
                     v0, v1, v2, _ = tl.philox(key, e_lo, e_hi, r, one)
-                    zs = tl.sqrt(-2.0 * _ln(_unit(v0) + TWO_M24)) * _cos(_unit(v1) * TWO_PI)
+                    zs = _radius(v0) * _cos(_unit(v1) * TWO_PI)
                     g_new, ok_new = _accept(zs, _unit(v2), sd, sc)
                     gs = tl.where(done, gs, g_new)
                     done = done | ok_new
