@@ -10,10 +10,12 @@ be captured in a CUDA graph and every replay draws a fresh mask.
 Layout: a persistent grid; each program takes blocks of GROUPS groups of four elements, held as a
 [4, GROUPS] tile so that a thread keeps each group's four elements (one Philox block serves them
 without moving data between threads) and loads and stores them as one vector. Round 0 of
-Marsaglia-Tsang runs on every element of a block at once and is stored; the few proposals it
-rejects are compacted (through a small per-program scratch), finished in narrow vectors and stored
-over it, so a rejection costs one lane's work instead of another round for the whole block. With
-``TRITON_INTERPRET=1`` set before import the kernel runs on CPU tensors (with numpy's exact
+Marsaglia-Tsang runs on every element of a block at once and is stored; the few groups with a
+rejected proposal are compacted (through a small per-program scratch) into [4, SLOW] tiles, whose
+rejected elements take further rounds and are stored over round 0's, so a rejection costs one
+lane's work instead of another round for the whole block.
+
+With ``TRITON_INTERPRET=1`` set before import the kernel runs on CPU tensors (with numpy's exact
 functions), which is how the tests compare it with the CPU kernel on machines without a GPU.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
 # launch constants (benchmarks/tune_qsd_kernel.py sweeps them on a GPU)
 GROUPS = 256  # groups of four elements per block
 WARPS = 4  # warps per program
-SLOW = 32  # lanes per vector of the rejected-proposal path
+SLOW = 32  # groups per tile of the rejected-proposal path
 PROGRAMS_PER_SM = 32  # programs per multiprocessor in the persistent grid
 
 
@@ -110,6 +112,26 @@ def _boosted(g, a, boost, ub):
 
 
 @triton.jit
+def _release_count(key, g_lo, g_hi, place, t_ptr, N_SITES: tl.constexpr):
+    """K of each element of the groups (g_lo, g_hi): a [4, groups] tile, as float32."""
+    zero = g_lo * 0
+    w0, w1, w2, w3 = tl.philox(key, g_lo, g_hi, zero, zero)
+    w = _spread(place, w0, w1, w2, w3).to(tl.int64)
+    k = tl.zeros(w.shape, dtype=tl.float32)
+    for j in tl.static_range(N_SITES):
+        k += (tl.load(t_ptr + j) <= w).to(tl.float32)
+    return k
+
+
+@triton.jit
+def _boost_uniform(key, g_lo, g_hi, place):
+    """The boost's uniform in (0, 1] of each element of the groups: a [4, groups] tile."""
+    zero = g_lo * 0
+    e0, e1, e2, e3 = tl.philox(key, g_lo, g_hi, zero + 3, zero)
+    return _unit(_spread(place, e0, e1, e2, e3)) + TWO_M24
+
+
+@triton.jit
 def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2, gamma_scale, scale,
                       N_SITES: tl.constexpr, FIXED_QUANTA: tl.constexpr, MAY_BOOST: tl.constexpr,
                       G: tl.constexpr, S: tl.constexpr):
@@ -117,26 +139,22 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
     pid = tl.program_id(0)
     n_blocks = tl.cdiv(numel, 4 * G)
     place = tl.arange(0, 4)[:, None]  # an element's place in its group
-    lane = 4 * tl.arange(0, G)[None, :] + place  # [4, G]: its place in the block
-    own = scratch_ptr + pid * (3 * S)  # this program's scratch: S lanes, S values of K, S boost uniforms
-    slot = tl.arange(0, S)
+    index = tl.arange(0, G)  # a group's place in its block
+    own = scratch_ptr + pid * S  # this program's scratch: S entries (group << 4 | which of its elements)
+    slot = tl.arange(0, S)[None, :]
     for blk in range(pid, n_blocks, tl.num_programs(0)):
         base = tl.cast(blk, tl.int64) * (4 * G)
-        group = base // 4 + tl.arange(0, G)[None, :]
-        offs = base + lane
+        group = base // 4 + index[None, :]
+        offs = 4 * group + place  # [4, G]
         inside = offs < numel
         g_lo = group.to(tl.uint32)
         g_hi = (group >> 32).to(tl.uint32)
-        zero = g_lo * 0
-        a0, a1, a2, a3 = tl.philox(key, g_lo, g_hi, zero, zero)
-        w = _spread(place, a0, a1, a2, a3).to(tl.int64)
-        k = tl.zeros([4, G], dtype=tl.float32)
-        for j in tl.static_range(N_SITES):
-            k += (tl.load(t_ptr + j) <= w).to(tl.float32)
+        k = _release_count(key, g_lo, g_hi, place, t_ptr, N_SITES)
         x = tl.load(x_ptr + offs, mask=inside, other=0.0)
         if FIXED_QUANTA:
             tl.store(y_ptr + offs, (x.to(tl.float32) * (k * scale)).to(y_ptr.dtype.element_ty), mask=inside)
         else:
+            zero = g_lo * 0
             b0, b1, b2, b3 = tl.philox(key, g_lo, g_hi, zero + 1, zero)
             r01 = _radius(b0)
             t01 = _unit(b1) * TWO_PI
@@ -147,39 +165,38 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
             u = _unit(_spread(place, c0, c1, c2, c3))
             a, boost, d, c = _shape(k, inv_cv2)
             g, ok = _accept(z, u, d, c)
-            ub = tl.full([4, G], 1.0, tl.float32)
             if MAY_BOOST:
-                e0, e1, e2, e3 = tl.philox(key, g_lo, g_hi, zero + 3, zero)
-                ub = _unit(_spread(place, e0, e1, e2, e3)) + TWO_M24
-                g = _boosted(g, a, boost, ub)
+                g = _boosted(g, a, boost, _boost_uniform(key, g_lo, g_hi, place))
             m = tl.where(k == 0.0, 0.0, g * gamma_scale)
             # every element is stored; the rejected proposals' are overwritten below (after a barrier)
             tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
-            slow = (k > 0.0) & (~ok) & inside
-            # rejected proposals: ranked (group by group), compacted S at a time, finished with rounds r = 1, 2, ...
-            per_group = tl.sum(slow.to(tl.int32), axis=0)
-            rank = (tl.cumsum(per_group, axis=0) - per_group)[None, :] + tl.cumsum(slow.to(tl.int32), axis=0) - 1
-            n_slow = tl.sum(per_group, axis=0)
+            # groups with a rejected proposal: compacted S at a time into [4, S] tiles, whose rejected
+            # elements are finished with rounds r = 1, 2, ...
+            rejected = tl.sum(((k > 0.0) & (~ok) & inside).to(tl.int32) << place, axis=0)  # 4 bits a group
+            has = rejected != 0
+            rank = tl.cumsum(has.to(tl.int32), axis=0) - 1
+            n_slow = tl.sum(has.to(tl.int32), axis=0)
             for first in range(0, n_slow, S):
-                mine = slow & (rank >= first) & (rank < first + S)
-                tl.store(own + rank - first, lane, mask=mine)
-                tl.store(own + S + rank - first, k.to(tl.int32), mask=mine)
-                if MAY_BOOST:
-                    tl.store(own + 2 * S + rank - first, ub.to(tl.int32, bitcast=True), mask=mine)
+                mine = has & (rank >= first) & (rank < first + S)
+                tl.store(own + rank - first, (index << 4) | rejected, mask=mine)
                 tl.debug_barrier()
                 live = first + slot < n_slow
-                e = base + tl.load(own + slot, mask=live, other=0)
-                ks = tl.load(own + S + slot, mask=live, other=1).to(tl.float32)
-                ubs = tl.load(own + 2 * S + slot, mask=live & MAY_BOOST, other=0).to(tl.float32, bitcast=True)
+                entry = tl.load(own + slot, mask=live, other=0)  # [1, S]
                 tl.debug_barrier()  # read before the next chunk overwrites the scratch
+                s_group = base // 4 + (entry >> 4)
+                s_lo = s_group.to(tl.uint32)
+                s_hi = (s_group >> 32).to(tl.uint32)
+                ks = _release_count(key, s_lo, s_hi, place, t_ptr, N_SITES)
                 sa, sboost, sd, sc = _shape(ks, inv_cv2)
+                need = live & (((entry >> place) & 1) != 0)  # [4, S]
+                e = 4 * s_group + place
                 e_lo = e.to(tl.uint32)
                 e_hi = (e >> 32).to(tl.uint32)
                 one = e_lo * 0 + 1
                 r = one
-                gs = tl.zeros([S], dtype=tl.float32)
-                done = ~live
-                while tl.min(done.to(tl.int32), axis=0) == 0:
+                gs = tl.zeros([4, S], dtype=tl.float32)
+                done = ~need
+                while tl.min(tl.min(done.to(tl.int32), axis=1), axis=0) == 0:
                     v0, v1, v2, _ = tl.philox(key, e_lo, e_hi, r, one)
                     zs = _radius(v0) * _cos(_unit(v1) * TWO_PI)
                     g_new, ok_new = _accept(zs, _unit(v2), sd, sc)
@@ -187,9 +204,9 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
                     done = done | ok_new
                     r += 1
                 if MAY_BOOST:
-                    gs = _boosted(gs, sa, sboost, ubs)
-                xs = tl.load(x_ptr + e, mask=live, other=0.0)
-                tl.store(y_ptr + e, (xs.to(tl.float32) * gs * gamma_scale).to(y_ptr.dtype.element_ty), mask=live)
+                    gs = _boosted(gs, sa, sboost, _boost_uniform(key, s_lo, s_hi, place))
+                xs = tl.load(x_ptr + e, mask=need, other=0.0)
+                tl.store(y_ptr + e, (xs.to(tl.float32) * gs * gamma_scale).to(y_ptr.dtype.element_ty), mask=need)
 
 
 @functools.cache
@@ -210,7 +227,7 @@ def qsd_scale(x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: 
     y = torch.empty_like(x)
     numel = x.numel()
     programs = max(1, min(_programs(x.device), triton.cdiv(numel, 4 * GROUPS)))
-    scratch = torch.empty(programs * 3 * SLOW, dtype=torch.int32, device=x.device)
+    scratch = torch.empty(programs * SLOW, dtype=torch.int32, device=x.device)
     inv_cv2 = 0.0 if cv == 0.0 else 1.0 / (cv * cv)
     _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, inv_cv2, cv * cv * scale, scale,
                                    N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0,
