@@ -446,36 +446,38 @@ def render_table1_summary(res: Path, scale: str) -> None:
                 + RULE)
 
 
-TUNED = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_fashion": "CNN / Fashion-MNIST (error %)"}
+# experiment -> (row label, the rate slot that names a point of its grid)
+TUNED = {"mlp_mnist": ("MLP / MNIST (error %)", "hidden"), "cnn_fashion": ("CNN / Fashion-MNIST (error %)", "hidden"),
+         "lstm_imdb": ("LSTM / IMDB (error %)", "output"), "lstm_rt": ("LSTM / Rotten Tomatoes (error %)", "output")}
 
 
-def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]]) -> tuple[Arm, dict[int, float]]:
+def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str) -> tuple[Arm, dict[int, float]]:
     """Per seed, the grid point with the lowest final validation metric (ties: the lower rate), and
-    that run's test metric: the Arm of the chosen runs and seed -> chosen hidden rate. A seed with a
-    diverged or failed run at some rate is judged on the rates that completed; a seed without a
-    finished run at every grid point is left out (see ``grid_gaps``)."""
+    that run's test metric: the Arm of the chosen runs and seed -> chosen rate of ``slot``. A seed
+    with a diverged or failed run at some rate is judged on the rates that completed; a seed without
+    a finished run at every grid point is left out."""
     chosen: dict[int, dict] = {}
     for seed, rr in group([r for r in rows if _on_grid(r, grid)], lambda r: r["seed"]).items():
         if len({tuple(sorted(_on_grid(r, grid).items())) for r in rr}) < len(grid):
             continue
         done = [r for r in rr if r["status"] == "completed" and r.get("valid_" + r["metric"], "") != ""]
         if done:
-            chosen[seed] = min(done, key=lambda r: (float(r["valid_" + r["metric"]]), r["rate_hidden"]))
+            chosen[seed] = min(done, key=lambda r: (float(r["valid_" + r["metric"]]), r["rate_" + slot]))
         else:
             chosen[seed] = rr[0]
-    return arm(list(chosen.values()), curves), {s: r["rate_hidden"] for s, r in chosen.items()}
+    return arm(list(chosen.values()), curves), {s: r["rate_" + slot] for s, r in chosen.items()}
 
 
 def render_table3_tuned(res: Path, scale: str) -> None:
     runs, curves = read_csv(res / "runs.csv"), valid_curves(read_csv(res / "curves.csv"))
     rows = []
-    for e, label in TUNED.items():
+    for e, (label, slot) in TUNED.items():
         sel = [r for r in runs if r["experiment"] == e and is_default_qsd(r)]
         if not sel:
             continue
         grid = recipes.rate_grid("table3_tuned", e)
         none = arm([r for r in recipe_runs(runs, e) if r["regulariser"] == "none"], curves)
-        tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves) for reg in ("dropout", "qsd")}
+        tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot) for reg in ("dropout", "qsd")}
         recipe = recipe_comparison(res, e)["arms"]
         cases = []
         if all(a.test or a.lost for a, _ in tuned.values()):
@@ -499,12 +501,12 @@ def render_table3_tuned(res: Path, scale: str) -> None:
                              "test": a.cell(), **(_comparison_cells(c) if reg == "qsd" else
                                                   {k: "" for k in _comparison_cells(c)})})
     if not rows:
-        return _missing(res, "table3_tuned", scale, "the rate grids of mlp_mnist / cnn_fashion")
+        return _missing(res, "table3_tuned", scale, "the rate grids of " + " / ".join(TUNED))
     keys = ["experiment", "comparison", "regulariser", "best_rate", "test", "QSD - dropout", "paired t 95% CI",
             "bootstrap 95% CI", "verdict"]
     write_table(res, "table3_tuned", [{k: r.get(k, "") for k in keys} for r in rows], scale,
-                "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best hidden rate (picked per "
-                "seed from the grid; best_rate lists the picks by seed), (c) QSD at dropout's P(m=0) or Var(m). The "
+                "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP and "
+                "CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by seed), (c) QSD at dropout's P(m=0) or Var(m). The "
                 "headline is (b). " + RULE)
 
 
