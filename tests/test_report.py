@@ -73,7 +73,7 @@ def test_tuned_arm_picks_each_seeds_rate_on_validation_never_on_test():
             _row("dropout", 1, 0.3, valid=1.0, test=2.2), _row("dropout", 1, 0.5, valid=1.0, test=2.1),  # tie: lower rate
             _row("dropout", 1, 0.7, valid=0.1, test=0.1, status="diverged"),
             _row("dropout", 2, 0.9, valid=0.1, test=0.1)]  # off the grid: ignored
-    a, picked = _tuned_arm(rows, grid, {})
+    a, picked = _tuned_arm(rows, grid, {}, "hidden")
     assert picked == {0: 0.5, 1: 0.3} and a.test == {0: 3.0, 1: 2.2} and not a.lost
 
 
