@@ -505,9 +505,9 @@ def render_table3_tuned(res: Path, scale: str) -> None:
     keys = ["experiment", "comparison", "regulariser", "best_rate", "test", "QSD - dropout", "paired t 95% CI",
             "bootstrap 95% CI", "verdict"]
     write_table(res, "table3_tuned", [{k: r.get(k, "") for k in keys} for r in rows], scale,
-                "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP and "
-                "CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by seed), (c) QSD at dropout's P(m=0) or Var(m). The "
-                "headline is (b). " + RULE)
+                "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP "
+                "and CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by "
+                "seed), (c) QSD at dropout's P(m=0) or Var(m). The headline is (b). " + RULE)
 
 
 ANCHORS = [  # (anchor, experiment, regulariser, published, unit, scales)
