@@ -58,6 +58,21 @@ def test_collect_flattens_the_runs_it_is_given(tmp_path):
     assert read_csv(tmp_path / "out" / "sparsity.csv")[0]["hoyer"] == 0.4
 
 
+
+def test_each_caption_names_the_commits_of_its_own_runs(tmp_path):
+    from qsd.report.style import provenance
+
+    for name, reg, commit in (("dropout-seed0-aaaa", "dropout", "aaa1111"), ("qsd-seed0-bbbb", "qsd", "bbb2222")):
+        _fake_run(tmp_path / "runs", name, reg, 0)
+        summary = tmp_path / "runs" / "cpu" / "mlp_mnist" / name / "summary.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": commit}}))
+    a, b = sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*"))
+    out = tmp_path / "out"
+    collect([a, b], out, {a: frozenset({"fig2_mlp_curves", "table1_summary"}), b: frozenset({"table1_summary"})})
+    assert provenance(out, "fig2_mlp_curves").startswith("runs at commit aaa1111; drawn at commit ")
+    assert provenance(out, "table1_summary").startswith("runs at commit aaa1111, bbb2222; drawn at commit ")
+    assert provenance(out, "fig1_masks").startswith("drawn at commit ")  # no runs: sampling only
+
 def _row(reg, seed, hidden, valid, test, status="completed", run=None):
     return {"experiment": "mlp_mnist", "regulariser": reg, "seed": seed, "rate_input": 0.2, "rate_hidden": hidden,
             "status": status, "metric": "error", "valid_error": valid, "test_metric": test if status == "completed" else "",

@@ -75,17 +75,18 @@ def verdicts(out: Path) -> str:
                      f"95% CI {r['paired t 95% CI']})" if given(r) else "") for r in rows)
 
 
-def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> list[Path]:
+def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> dict[Path, frozenset[str]]:
     """The finished folder of each planned run (the runs root first: it has the weights), each also
-    committed to ``results/<scale>/runs/`` (small files only) if it is not there yet."""
-    archive, paths = results / "runs", []
+    committed to ``results/<scale>/runs/`` (small files only) if it is not there yet, with the ids
+    of the figures and tables that ask for it."""
+    archive, paths = results / "runs", {}
     for run in planned:
         path = suite.locate(run, [runs_root, archive])
         if path is None:
             continue
         if path.parent.parent == runs_root and not runstore.is_finished(archive / run.key):
             runstore.archive(path, archive / run.key)
-        paths.append(path)
+        paths[path] = run.figures
     keys = {r.key for r in planned}
     for root in (runs_root, archive):  # e.g. runs of an edited config, or of an older QSD sampler
         ignored = sum(1 for p in root.glob("*/*") if p.is_dir() and f"{p.parent.name}/{p.name}" not in keys)
@@ -181,7 +182,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
                 failed.append(" ".join(cmd[1:]))
     paths = gather(planned, runs_root, out)
-    collect(paths, out)
+    collect(list(paths), out, paths)
     drawn = render(args.scale, args.results, args.only)
     print(f"\n{len(paths)} of {len(planned)} runs collected; {clock(time.time() - t0)} for training, "
           "benchmarks and collection.")

@@ -55,9 +55,10 @@ def _to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def collect(paths: list[Path], out: Path) -> int:
+def collect(paths: list[Path], out: Path, figures: dict[Path, frozenset[str]] | None = None) -> int:
     """Write runs.csv, curves.csv, sparsity.csv, weights.csv and weights_ks.csv from the finished run
-    folders ``paths``; returns how many were read."""
+    folders ``paths``; ``figures``: the ids of the figures and tables that ask for each (runs.csv's
+    ``figures`` column, which each caption's commits are taken from). Returns how many were read."""
     runs, curves, sparsity, weights, models = [], [], [], [], {}
     for path in paths:
         got = _read_run(path)
@@ -68,7 +69,8 @@ def collect(paths: list[Path], out: Path) -> int:
         row = {**base, "metric": summary.get("metric", ""), "test_metric": summary.get(f"test_{summary.get('metric')}", ""),
                "test_loss": summary.get("test_loss", ""), "epochs_done": summary.get("epochs_done", ""),
                "wall_s": summary.get("wall_s", ""), "device": summary.get("device", ""),
-               "threads": summary.get("threads", ""), "commit": (summary.get("versions") or {}).get("commit", "unknown")}
+               "threads": summary.get("threads", ""), "commit": (summary.get("versions") or {}).get("commit", "unknown"),
+               "figures": " ".join(sorted((figures or {}).get(path, ())))}
         for k, v in (summary.get("final_valid") or {}).items():
             row[f"valid_{k}"] = v
         runs.append(row)

@@ -22,21 +22,23 @@ plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "
                      "figure.constrained_layout.use": True})
 
 
-def provenance(out: Path) -> str:
-    """'runs at <commits>, drawn at <commit>' for the runs collected in ``out``."""
+def provenance(out: Path, stem: str) -> str:
+    """'runs at <commits>; drawn at <commit>' for the runs collected in ``out`` that figure or table
+    ``stem`` asks for (runs.csv's ``figures`` column; a row without one counts for every figure)."""
     commits = set()
     if (out / "runs.csv").exists():
         with open(out / "runs.csv", newline="") as f:
-            commits = {row.get("commit") or "unknown" for row in csv.DictReader(f)}
-    runs = ", ".join(sorted(commits)) or "none"
-    return f"runs at commit {runs}; drawn at commit {git_commit()}"
+            commits = {row.get("commit") or "unknown" for row in csv.DictReader(f)
+                       if not row.get("figures") or stem in row["figures"].split()}
+    drawn = f"drawn at commit {git_commit()}"
+    return f"runs at commit {', '.join(sorted(commits))}; {drawn}" if commits else drawn
 
 
 def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:
     """Footer with scale and provenance, wrapped to the figure's width (6 pt: about 24 characters an
     inch), then PNG + PDF."""
     label = f"scale: {scale}" + (" (SMOKE: pipeline check only, numbers mean nothing)" if scale == "smoke" else "")
-    footer = textwrap.fill(f"{label} | {provenance(out)}{' | ' + note if note else ''}", int(fig.get_figwidth() * 24))
+    footer = textwrap.fill(f"{label} | {provenance(out, stem)}{' | ' + note if note else ''}", int(fig.get_figwidth() * 24))
     fig.text(0.01, -0.01, footer, fontsize=6, color="#555555", va="top")
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
