@@ -1,7 +1,7 @@
 """The baseline-sanity gate on hand-made validation curves with known answers."""
 import pytest
 
-from qsd.report.gate import TOLERANCE, baseline_gate
+from qsd.report.gate import TOLERANCE, baseline_gate, further_gain
 
 FLAT = [10.0, 6.0, 4.0, 3.0, 2.5, 2.2, 2.1, 2.05, 2.04, 2.03]  # last 2 epochs gain 1% on the best before
 NONE = [9.0, 5.0, 3.5, 3.0, 2.9, 2.8, 2.8, 2.8, 2.8, 2.8]
@@ -59,3 +59,28 @@ def test_failures_short_runs_and_missing_runs():
 def test_tail_is_the_final_fifth_rounded_up(tail_epochs, epochs):
     curve = [10.0] * (epochs - tail_epochs) + [1.0] * tail_epochs
     assert f"over the final {tail_epochs} of {epochs} epochs" in baseline_gate(seeds(curve))
+
+
+def test_longer_schedule_decides_where_every_seed_has_it():
+    rising = FLAT[:8] + [1.9, 1.8]  # the tail test alone: 12% still improving
+    flat_longer = seeds(rising + [1.8] * 5)  # 1.5x the epochs: the same final value
+    assert baseline_gate(seeds(rising), seeds(NONE), longer=flat_longer) is None
+    better_longer = seeds(rising + [1.7] * 5)  # 5.6% better with 1.5x the epochs
+    reason = baseline_gate(seeds(FLAT), seeds(NONE), longer=better_longer)  # the tail test alone would pass
+    assert reason.startswith("dropout not converged (validation still improved ")
+    assert reason.endswith("with 1.5x the epochs (15, not 10))")
+
+
+def test_longer_schedule_needs_every_seed_else_the_tail_test_decides():
+    rising = FLAT[:8] + [1.9, 1.8]
+    partial = {s: c for s, c in seeds(rising + [1.8] * 5).items() if s < 3}
+    assert "over the final 2 of 10 epochs" in baseline_gate(seeds(rising), longer=partial)
+    assert further_gain(seeds(rising), partial)[1] == "over the final 2 of 10 epochs"
+
+
+def test_longer_schedule_tolerance_and_lost_runs():
+    base = seeds(FLAT)  # final 2.03
+    assert baseline_gate(base, longer=seeds(FLAT + [2.03 * (1 - TOLERANCE) + 1e-9] * 5)) is None
+    assert "not converged" in baseline_gate(base, longer=seeds(FLAT + [2.03 * (1 - TOLERANCE) - 1e-6] * 5))
+    assert baseline_gate(base, longer=seeds(FLAT + [2.0] * 5, n=4), longer_lost=1) == \
+        "dropout trained 1.5x the epochs failed or diverged in 1 seeds"

@@ -21,7 +21,7 @@ def test_manifests_name_existing_renderers_and_experiments():
     ids = {m["id"] for m in manifests()}
     assert {f"fig{i}" for i in range(1, 10)} <= {i.split("_")[0] for i in ids}
     assert {"table1_summary", "table2_cost", "table3_tuned", "anchors"} <= ids
-    for figure, sweep in suite.sweeps("paper"):
+    for figure, sweep, _ in suite.sweeps("paper"):
         assert figure in ids and sweep[0] == "scale=paper" and sweep[1].startswith("seed=0")
 
 
@@ -118,6 +118,7 @@ def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path,
     assert err.value.code == 2 and "fig2_mlp_curves" in capsys.readouterr().err
     assert main(["--scale", "smoke", "--dry-run", "--only", "fig2_mlp_curves", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 6 distinct runs in 1 sweeps" in out
-    assert out.startswith("smoke scale: 6 runs, 0 already finished, about ")
+    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 8 distinct runs in 2 sweeps" in out
+    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=dropout train.epochs=" in out  # the gate's
+    assert out.startswith("smoke scale: 8 runs, 0 already finished, about ")
     assert failed.exists()  # a dry run leaves the record of failed runs alone

@@ -2,6 +2,7 @@
 trains it: persistent workers, results independent of the number of parallel runs, failures recorded."""
 import json
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from qsd import runstore, suite
@@ -17,7 +18,7 @@ def _runs(*override_lists: list[str]) -> list[suite.Run]:
         for overrides in override_lists:
             cfg = compose("train", overrides=overrides)
             runs.append(suite.Run(tuple(overrides), runstore.run_key(cfg), cfg.name, cfg.regulariser.name, cfg.seed, 1,
-                                  cfg.data.name))
+                                  cfg.data.name, cfg.train.epochs))
     return runs
 
 
@@ -35,6 +36,39 @@ def test_plan_lists_each_run_once_with_the_manifests_seeds():
     assert {r.seed for r in runs if r.experiment == "mlp_mnist"} == set(range(suite.SEEDS["paper"]))
     shared = next(r for r in runs if r.label == "mlp_mnist dropout seed 0")  # the recipe run: one run, many figures
     assert {"fig2_mlp_curves", "fig3_mlp_rates", "fig4_sparsity", "table3_tuned"} <= shared.figures
+
+
+def test_every_gated_dropout_run_has_its_longer_twin():
+    """The gate's convergence test: each dropout run of a convergence_check sweep is also planned with
+    1.5x the epochs, named by the run it lengthens, and nothing else changes."""
+    runs = suite.plan("cpu")
+    by_name = {(r.experiment, r.key.split("/")[1]): r for r in runs}
+    twins = [r for r in runs if r.lengthens]
+    assert {r.experiment for r in twins} == {"mlp_mnist", "cnn_fashion", "cnn_fashion_extra", "lstm_imdb", "lstm_rt"}
+    assert {r.regulariser for r in twins} == {"dropout"} and len(twins) == 25 + 20 + 5 + 25 + 25
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for twin in twins[::7]:
+            standard = by_name[(twin.experiment, twin.lengthens)]
+            assert twin.overrides[-1].startswith("train.epochs=") and not standard.lengthens
+            long, short = (compose("train", overrides=list(r.overrides)) for r in (twin, standard))
+            assert long.train.epochs == -(-3 * short.train.epochs // 2)
+            long.train.epochs = short.train.epochs
+            assert runstore.identity(long) == runstore.identity(short), twin.label
+
+
+def test_time_estimates_follow_each_runs_epochs(tmp_path):
+    """A run's expected time is its experiment's recorded pace per epoch times its own epochs, so a
+    time-budgeted slice does not start a 1.5x-epochs run on a 1x estimate."""
+    from qsd.runqueue import START_S, estimates
+
+    for name, wall, epochs in (("dropout-seed0-a", 80.0, 40), ("dropout-seed1-b", 126.0, 60)):
+        (tmp_path / "mlp_mnist" / name).mkdir(parents=True)
+        (tmp_path / "mlp_mnist" / name / "summary.json").write_text(json.dumps({"wall_s": wall, "epochs_done": epochs}))
+    pace = estimates({f"mlp_mnist/{p.name}": p for p in (tmp_path / "mlp_mnist").iterdir()})
+    assert pace == {"mlp_mnist": 2.05}
+    short, long = (suite.Run((), f"mlp_mnist/x{e}", "mlp_mnist", "dropout", 0, 1, "mnist", e) for e in (40, 60))
+    queue = Queue([short, long], 0, 1, tmp_path, "cpu", pace)
+    assert queue.seconds(short) == pytest.approx(START_S + 82.0) and queue.seconds(long) == pytest.approx(START_S + 123.0)
 
 
 def _metrics(path):

@@ -51,7 +51,7 @@ def test_collect_flattens_the_runs_it_is_given(tmp_path):
     _fake_run(tmp_path / "runs", "dropout-seed0-aaaa", "dropout", 0)
     _fake_run(tmp_path / "runs", "qsd-seed0-bbbb", "qsd", 0, error=1.5)
     _fake_run(tmp_path / "runs", "qsd-seed1-cccc", "qsd", 1, status=None)  # still training
-    assert collect(sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*")), tmp_path / "out") == 2
+    assert collect({p: {} for p in (tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*")}, tmp_path / "out") == 2
     runs = read_csv(tmp_path / "out" / "runs.csv")
     assert {(r["regulariser"], r["test_metric"], r["rate_hidden"]) for r in runs} == {("dropout", 2.0, 0.5), ("qsd", 1.5, 0.5)}
     assert len(read_csv(tmp_path / "out" / "curves.csv")) == 4
@@ -68,10 +68,28 @@ def test_each_caption_names_the_commits_of_its_own_runs(tmp_path):
         summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": commit}}))
     a, b = sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*"))
     out = tmp_path / "out"
-    collect([a, b], out, {a: frozenset({"fig2_mlp_curves", "table1_summary"}), b: frozenset({"table1_summary"})})
+    collect({a: {"figures": "fig2_mlp_curves table1_summary"}, b: {"figures": "table1_summary"}}, out)
     assert provenance(out, "fig2_mlp_curves").startswith("runs at commit aaa1111; drawn at commit ")
     assert provenance(out, "table1_summary").startswith("runs at commit aaa1111, bbb2222; drawn at commit ")
     assert provenance(out, "fig1_masks").startswith("drawn at commit ")  # no runs: sampling only
+
+def test_the_gates_longer_runs_reach_the_gate_and_nothing_else(tmp_path):
+    from qsd.report.compare import arm, longer_runs, read_runs
+
+    _fake_run(tmp_path / "runs", "dropout-seed0-aaaa", "dropout", 0)
+    _fake_run(tmp_path / "runs", "dropout-seed0-bbbb", "dropout", 0, error=1.0)  # the same run, 1.5x the epochs
+    _fake_run(tmp_path / "runs", "dropout-seed1-cccc", "dropout", 1)
+    _fake_run(tmp_path / "runs", "dropout-seed1-dddd", "dropout", 1, status="diverged")
+    twins = {"dropout-seed0-bbbb": "dropout-seed0-aaaa", "dropout-seed1-dddd": "dropout-seed1-cccc"}
+    out = tmp_path / "out"
+    collect({p: {"lengthens": twins.get(p.name, "")} for p in (tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*")}, out)
+    assert sorted(r["run"] for r in read_runs(out)) == ["dropout-seed0-aaaa", "dropout-seed1-cccc"]
+    longer = longer_runs(out)
+    assert {k: r["run"] for k, r in longer.items()} == {("mlp_mnist", v): k for k, v in twins.items()}
+    curves = {"dropout-seed0-aaaa": [3.0, 2.0], "dropout-seed0-bbbb": [3.0, 2.0, 1.5], "dropout-seed1-cccc": [3.0, 2.1]}
+    a = arm(read_runs(out), curves, longer)
+    assert a.test == {0: 2.0, 1: 2.0} and a.longer == {0: [3.0, 2.0, 1.5]} and a.longer_lost == {1: "diverged"}
+
 
 def _row(reg, seed, hidden, valid, test, status="completed", run=None):
     return {"experiment": "mlp_mnist", "regulariser": reg, "seed": seed, "rate_input": 0.2, "rate_hidden": hidden,
@@ -105,3 +123,7 @@ def test_compare_counts_lost_seeds_and_gates():
     assert compare(dropout, qsd, none)["verdict"] == "QSD better"
     worse_none = Arm(test=none.test, valid={s: [v - 1 for v in good] for s in range(5)})
     assert compare(dropout, qsd, worse_none)["verdict"].startswith("not comparable: dropout does not beat none")
+    assert compare(dropout, qsd, none)["dropout_gain"] == "0.5% over the final 2 of 10 epochs"
+    dropout.longer = {s: good + [1.9] * 5 for s in range(5)}  # 1.5x the epochs: 6.4% better
+    c = compare(dropout, qsd, none)
+    assert c["dropout_gain"] == "6.4% with 1.5x the epochs (15, not 10)" and c["verdict"].startswith("not comparable: dropout not")

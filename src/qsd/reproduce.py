@@ -75,10 +75,10 @@ def verdicts(out: Path) -> str:
                      f"95% CI {r['paired t 95% CI']})" if given(r) else "") for r in rows)
 
 
-def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> dict[Path, frozenset[str]]:
+def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> dict[Path, dict[str, str]]:
     """The finished folder of each planned run (the runs root first: it has the weights), each also
-    committed to ``results/<scale>/runs/`` (small files only) if it is not there yet, with the ids
-    of the figures and tables that ask for it."""
+    committed to ``results/<scale>/runs/`` (small files only) if it is not there yet, with the columns
+    ``collect`` adds to its row: the ids of the figures and tables that ask for it, and the run it lengthens."""
     archive, paths = results / "runs", {}
     for run in planned:
         path = suite.locate(run, [runs_root, archive])
@@ -86,7 +86,7 @@ def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> dict[Pat
             continue
         if path.parent.parent == runs_root and not runstore.is_finished(archive / run.key):
             runstore.archive(path, archive / run.key)
-        paths[path] = run.figures
+        paths[path] = {"figures": " ".join(sorted(run.figures)), "lengthens": run.lengthens}
     keys = {r.key for r in planned}
     for root in (runs_root, archive):  # e.g. runs of an edited config, or of an older QSD sampler
         ignored = sum(1 for p in root.glob("*/*") if p.is_dir() and f"{p.parent.name}/{p.name}" not in keys)
@@ -156,8 +156,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
     if args.dry_run:
-        sweeps = list(dict.fromkeys(tuple(sweep) for figure, sweep in suite.sweeps(args.scale)
-                                    if not args.only or figure in args.only))  # a shared sweep once
+        sweeps = list(dict.fromkeys(tuple(s.overrides) for s in suite.sweeps(args.scale)
+                                    if not args.only or s.figure in args.only))  # a shared sweep once
         for sweep in sweeps:
             print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run")
@@ -182,7 +182,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
                 failed.append(" ".join(cmd[1:]))
     paths = gather(planned, runs_root, out)
-    collect(list(paths), out, paths)
+    collect(paths, out)
     drawn = render(args.scale, args.results, args.only)
     print(f"\n{len(paths)} of {len(planned)} runs collected; {clock(time.time() - t0)} for training, "
           "benchmarks and collection.")

@@ -36,13 +36,15 @@ def auto_jobs() -> int:
 
 
 def estimates(finished: dict[str, Path]) -> dict[str, float]:
-    """Seconds per run of each experiment: the mean recorded wall time of its finished runs."""
-    walls: dict[str, list[float]] = {}
+    """Seconds per epoch of each experiment: the mean over its finished runs of the recorded wall time
+    over the epochs trained (the gate's longer runs train more epochs than the others)."""
+    per_epoch: dict[str, list[float]] = {}
     for key, path in finished.items():
-        wall = (runstore.read_summary(path) or {}).get("wall_s")
-        if isinstance(wall, (int, float)):
-            walls.setdefault(key.split("/")[0], []).append(wall + START_S)
-    return {exp: mean(w) for exp, w in walls.items()}
+        s = runstore.read_summary(path) or {}
+        wall, epochs = s.get("wall_s"), s.get("epochs_done")
+        if isinstance(wall, (int, float)) and isinstance(epochs, int) and epochs > 0:
+            per_epoch.setdefault(key.split("/")[0], []).append(wall / epochs)
+    return {exp: mean(w) for exp, w in per_epoch.items()}
 
 
 def clock(seconds: float) -> str:
@@ -76,7 +78,10 @@ class Queue:
         self.total = done + len(todo)
 
     def seconds(self, run: Run) -> float:
-        return self.estimate.get(run.experiment, GUESS_S[self.scale])
+        """``run``'s expected wall time: start-up and its epochs at its experiment's recorded pace."""
+        if run.experiment not in self.estimate:
+            return GUESS_S[self.scale]
+        return START_S + self.estimate[run.experiment] * run.epochs
 
     def left_s(self, runs: list[Run]) -> float:
         """Wall time ``runs`` need on ``jobs`` workers (at least the longest run)."""
@@ -110,7 +115,7 @@ class Queue:
                         outcomes.append(out)
                         self.done += 1
                         if out.status in runstore.FINISHED:  # learn the experiment's time as runs finish
-                            self.estimate[run.experiment] = out.wall_s
+                            self.estimate[run.experiment] = out.wall_s / run.epochs
                         left = self.left_s(pending + list(running.values()))
                         eta = time.strftime("%H:%M", time.localtime(time.time() + left))
                         self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} "

@@ -3,19 +3,24 @@
 figures share is listed once; only these runs reach the figures and tables."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from . import runstore
 from .report import recipes
+from .report.gate import LONGER
 from .train import CONFIG_DIR, ConfigError, check_config
 
 SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}  # a sweep may ask for fewer (`seeds:`), e.g. a published anchor
@@ -33,7 +38,9 @@ class Run:
     seed: int
     threads: int  # CPU threads it trains with (train.threads)
     data: str     # the data set it reads (data.name)
+    epochs: int   # train.epochs
     figures: frozenset[str] = frozenset()  # the ids of the manifests that ask for it
+    lengthens: str = ""  # for the gate's convergence test: the folder of the run this one trains LONGER x as long
 
     @property
     def label(self) -> str:
@@ -42,25 +49,60 @@ class Run:
         return f"{self.experiment} {self.regulariser} seed {self.seed}" + (f" [{' '.join(extra)}]" if extra else "")
 
 
+def _values(override) -> list[str]:
+    """The values a parsed override takes: each of a sweep's, or its one."""
+    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
+
+
 def expand(overrides: list[str]) -> list[list[str]]:
     """Hydra's sweep syntax (``a=1,2 b=x,y``) as one override list per run, in Hydra's order."""
-    choices = []
-    for o in OverridesParser.create().parse_overrides(overrides):
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        choices.append([f"{o.get_key_element()}={v}" for v in values])
+    choices = [[f"{o.get_key_element()}={v}" for v in _values(o)] for o in OverridesParser.create().parse_overrides(overrides)]
     return [list(c) for c in itertools.product(*choices)]
 
 
-def sweeps(scale: str) -> list[tuple[str, list[str]]]:
-    """Each manifest sweep at ``scale`` as (manifest id, ``qsd-train -m`` overrides with the seeds),
-    in manifest order."""
+class Sweep(NamedTuple):
+    """One ``qsd-train -m`` sweep of a manifest. ``lengthens``: it is the gate's convergence test, dropout
+    runs trained LONGER x the epochs; its last override sets ``train.epochs``, and the same overrides
+    without it make the runs it lengthens."""
+
+    figure: str
+    overrides: list[str]
+    lengthens: bool = False
+
+
+@contextlib.contextmanager
+def _hydra():
+    """Hydra's config search path on ``configs/``, unless it is already set up."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+    else:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            yield
+
+
+def sweeps(scale: str) -> list[Sweep]:
+    """Each manifest sweep at ``scale`` with the seeds, in manifest order; a sweep marked
+    ``convergence_check`` is followed by its dropout runs trained LONGER x as long, one sweep per experiment."""
     out = []
+    parser = OverridesParser.create()
     for m in recipes.manifests().values():
         for sweep in m["sweeps"]:
             if "scales" in sweep and scale not in sweep["scales"]:
                 continue
             seeds = ",".join(str(s) for s in range(min(SEEDS[scale], sweep.get("seeds", SEEDS[scale]))))
-            out.append((m["id"], [f"scale={scale}", f"seed={seeds}", *sweep["overrides"]]))
+            base = [f"scale={scale}", f"seed={seeds}"]
+            out.append(Sweep(m["id"], [*base, *sweep["overrides"]]))
+            if not sweep.get("convergence_check"):
+                continue
+            parsed = {o.key_or_group: o for o in parser.parse_overrides(sweep["overrides"])}
+            if "dropout" not in _values(parsed["regulariser"]):
+                raise ValueError(f"experiments/{m['id']}.yaml: a convergence_check sweep must train dropout")
+            rest = [o for o in sweep["overrides"] if o.split("=", 1)[0] not in ("experiment", "regulariser")]
+            for e in _values(parsed["experiment"]):
+                with _hydra():
+                    epochs = compose("train", overrides=[f"scale={scale}", f"experiment={e}"]).train.epochs
+                out.append(Sweep(m["id"], [*base, f"experiment={e}", "regulariser=dropout", *rest,
+                                           f"train.epochs={math.ceil(LONGER * epochs)}"], lengthens=True))
     return out
 
 
@@ -68,9 +110,9 @@ def plan(scale: str) -> list[Run]:
     """Every distinct run of the manifests at ``scale``, each config checked (a bad one raises
     ``ConfigError`` naming its overrides before anything trains)."""
     runs: dict[str, Run] = {}
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with _hydra():
         compose_run = _composer()
-        for figure, sweep in sweeps(scale):
+        for figure, sweep, lengthens in sweeps(scale):
             for overrides in expand(sweep):
                 cfg = compose_run(overrides)
                 try:
@@ -78,8 +120,9 @@ def plan(scale: str) -> list[Run]:
                 except ConfigError as e:
                     raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
+                standard = runstore.run_key(compose_run(overrides[:-1])).split("/")[1] if lengthens else ""
                 run = runs.get(key) or Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed,
-                                           cfg.train.threads, cfg.data.name)
+                                           cfg.train.threads, cfg.data.name, cfg.train.epochs, lengthens=standard)
                 runs[key] = dataclasses.replace(run, figures=run.figures | {figure})
     return list(runs.values())
 

@@ -50,4 +50,4 @@ if __name__ == "__main__":
         from qsd.report import collect as collect_module
 
         collect_module.write_text = lambda p, text: dying_atomic_write(p, lambda f: f.write(text.encode()))
-        collect_module.collect(sorted(Path(args[0]).glob(f"{args[1]}/*/*")), Path(args[2]))
+        collect_module.collect({p: {} for p in sorted(Path(args[0]).glob(f"{args[1]}/*/*"))}, Path(args[2]))

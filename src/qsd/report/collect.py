@@ -55,12 +55,13 @@ def _to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def collect(paths: list[Path], out: Path, figures: dict[Path, frozenset[str]] | None = None) -> int:
+def collect(paths: dict[Path, dict[str, str]], out: Path) -> int:
     """Write runs.csv, curves.csv, sparsity.csv, weights.csv and weights_ks.csv from the finished run
-    folders ``paths``; ``figures``: the ids of the figures and tables that ask for each (runs.csv's
-    ``figures`` column, which each caption's commits are taken from). Returns how many were read."""
+    folders ``paths``, each with the columns the suite adds to its runs.csv row: ``figures`` (the ids of
+    the figures and tables that ask for it, which each caption's commits are taken from) and
+    ``lengthens`` (for the gate's longer runs, the run it trains for more epochs). Returns how many were read."""
     runs, curves, sparsity, weights, models = [], [], [], [], {}
-    for path in paths:
+    for path, columns in paths.items():
         got = _read_run(path)
         if got is None:
             continue
@@ -70,7 +71,7 @@ def collect(paths: list[Path], out: Path, figures: dict[Path, frozenset[str]] | 
                "test_loss": summary.get("test_loss", ""), "epochs_done": summary.get("epochs_done", ""),
                "wall_s": summary.get("wall_s", ""), "device": summary.get("device", ""),
                "threads": summary.get("threads", ""), "commit": (summary.get("versions") or {}).get("commit", "unknown"),
-               "figures": " ".join(sorted((figures or {}).get(path, ())))}
+               "figures": columns.get("figures", ""), "lengthens": columns.get("lengthens", "")}
         for k, v in (summary.get("final_valid") or {}).items():
             row[f"valid_{k}"] = v
         runs.append(row)
@@ -103,10 +104,11 @@ def _read_csv(path: Path) -> list[dict]:
 
 def _weights_ks(models: dict[Path, dict], previous: list[dict]) -> list[dict]:
     """Two-sample KS statistic between dropout- and QSD-trained weights, per layer and seed, for runs
-    that differ only in the regulariser (same experiment, seed and rates). A pair whose weights
+    that differ only in the regulariser (same experiment, seed, rates and epochs). A pair whose weights
     (``model.pt``, never committed) are not on this machine keeps its rows from ``previous``."""
     def key(b: dict) -> tuple:
-        return tuple((k, v) for k, v in sorted(b.items()) if k.startswith("rate_")) + (("experiment", b["experiment"]), ("seed", b["seed"]))
+        rates = tuple((k, v) for k, v in sorted(b.items()) if k.startswith("rate_"))
+        return rates + (("experiment", b["experiment"]), ("seed", b["seed"]), ("epochs", b["epochs"]))
 
     by_key: dict[tuple, dict[str, Path]] = {}
     for path, base in models.items():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .gate import baseline_gate
+from .gate import baseline_gate, further_gain
 from .stats import mean_ci, paired_difference, verdict
-from .tables import fmt, group
+from .tables import fmt, group, read_csv
 
 LOST = ("diverged", "failed")
 
@@ -15,17 +16,30 @@ LOST = ("diverged", "failed")
 @dataclass
 class Arm:
     """One regulariser's runs: test metric and validation curve per completed seed, and the seeds lost
-    (diverged or failed: a result, not a missing value)."""
+    (diverged or failed: a result, not a missing value); ``longer`` and ``longer_lost``: the same for
+    the seeds' runs trained LONGER x the epochs (the gate's convergence test), where they were run."""
 
     test: dict[int, float] = field(default_factory=dict)
     valid: dict[int, list[float]] = field(default_factory=dict)
     lost: dict[int, str] = field(default_factory=dict)
+    longer: dict[int, list[float]] = field(default_factory=dict)
+    longer_lost: dict[int, str] = field(default_factory=dict)
 
     def cell(self) -> str:
         """'mean ± sd (n=5)' with any lost seeds named: '(n=4; 1 diverged)'."""
         s = mean_ci(self.test.values())
         lost = "".join(f"; {n} {status}" for status, n in sorted(Counter(self.lost.values()).items()))
         return f"{fmt(s['mean'])} ± {fmt(s['sd'])} (n={s['n']}{lost})"
+
+
+def read_runs(res: Path) -> list[dict]:
+    """runs.csv's rows, less the gate's longer runs (``longer_runs``)."""
+    return [r for r in read_csv(res / "runs.csv") if not r.get("lengthens")]
+
+
+def longer_runs(res: Path) -> dict[tuple[str, str], dict]:
+    """(experiment, run) -> the row of that run trained LONGER x the epochs (the gate's convergence test)."""
+    return {(r["experiment"], r["lengthens"]): r for r in read_csv(res / "runs.csv") if r.get("lengthens")}
 
 
 def valid_curves(curves: list[dict]) -> dict[str, list[float]]:
@@ -38,13 +52,18 @@ def valid_curves(curves: list[dict]) -> dict[str, list[float]]:
     return out
 
 
-def arm(runs: list[dict], curves: dict[str, list[float]]) -> Arm:
-    """An Arm from runs.csv rows (one per seed) and ``valid_curves``."""
+def arm(runs: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str, str], dict] | None = None) -> Arm:
+    """An Arm from runs.csv rows (one per seed), ``valid_curves`` and ``longer_runs``."""
     a = Arm()
     for r in runs:
         if r["status"] == "completed" and r.get("test_metric", "") != "":
             a.test[r["seed"]] = float(r["test_metric"])
             a.valid[r["seed"]] = curves.get(r["run"], [])
+            twin = (longer or {}).get((r["experiment"], r["run"]))
+            if twin and twin["status"] == "completed":
+                a.longer[r["seed"]] = curves.get(twin["run"], [])
+            elif twin and twin["status"] in LOST:
+                a.longer_lost[r["seed"]] = twin["status"]
         elif r["status"] in LOST:
             a.lost[r["seed"]] = r["status"]
     return a
@@ -55,8 +74,11 @@ def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object
     d = paired_difference(dropout.test, qsd.test)
     out = {"qsd_minus_dropout": d["diff"], "n_pairs": d["n_pairs"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
            "boot_lo": d["lo"], "boot_hi": d["hi"]}
-    reason = baseline_gate({s: c for s, c in dropout.valid.items() if c},
-                           {s: c for s, c in none.valid.items() if c} if none else None, failed=len(dropout.lost))
+    valid, longer = ({s: c for s, c in curves.items() if c} for curves in (dropout.valid, dropout.longer))
+    gain = further_gain(valid, longer) if valid else None
+    out["dropout_gain"] = f"{gain[0]:.1%} {gain[1]}" if gain else ""
+    reason = baseline_gate(valid, {s: c for s, c in none.valid.items() if c} if none else None,
+                           failed=len(dropout.lost), longer=longer, longer_lost=len(dropout.longer_lost))
     if reason:
         out["verdict"] = f"not comparable: {reason}"
     elif qsd.lost:

@@ -15,7 +15,7 @@ import torch
 from ..data import store as data_store
 from ..regularisers import build
 from . import recipes
-from .compare import Arm, arm, compare, valid_curves
+from .compare import Arm, arm, compare, longer_runs, read_runs, valid_curves
 from .gate import RULE, SHORT_RULE
 from .stats import mean_ci, paired_difference, verdict
 from .style import COLOURS, COLUMN_W, LABELS, plt, save
@@ -49,9 +49,9 @@ def not_testable(experiment: str, scale: str) -> str | None:
     return None
 
 
-def arms(rows: list[dict], curves: dict[str, list[float]]) -> dict[str, Arm]:
+def arms(rows: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str, str], dict]) -> dict[str, Arm]:
     """regulariser -> Arm."""
-    return {reg: arm(rr, curves) for reg, rr in group(rows, lambda r: r["regulariser"]).items()}
+    return {reg: arm(rr, curves, longer) for reg, rr in group(rows, lambda r: r["regulariser"]).items()}
 
 
 def by_reg(rows: list[dict], value: str) -> dict[str, dict[int, float]]:
@@ -142,7 +142,7 @@ def render_fig1_masks(res: Path, scale: str) -> None:
 
 
 def render_fig2_mlp_curves(res: Path, scale: str) -> None:
-    runs = {r["run"] for r in main_runs(read_csv(res / "runs.csv"), "mlp_mnist")}
+    runs = {r["run"] for r in main_runs(read_runs(res), "mlp_mnist")}
     curves = [c for c in read_csv(res / "curves.csv") if c["run"] in runs and c.get("test_error", "") != ""]
     if not curves:
         return _missing(res, "fig2_mlp_curves", scale, "mlp_mnist")
@@ -167,7 +167,7 @@ def render_fig2_mlp_curves(res: Path, scale: str) -> None:
 
 def render_fig3_mlp_rates(res: Path, scale: str) -> None:
     grid = recipes.rate_grid("fig3_mlp_rates", "mlp_mnist")
-    runs = [r for r in read_csv(res / "runs.csv") if r["experiment"] == "mlp_mnist" and r["status"] == "completed"
+    runs = [r for r in read_runs(res) if r["experiment"] == "mlp_mnist" and r["status"] == "completed"
             and r["regulariser"] in ("dropout", "qsd") and is_default_qsd(r) and _on_grid(r, grid)]
     if not runs:
         return _missing(res, "fig3_mlp_rates", scale, "mlp_mnist rate sweep")
@@ -192,7 +192,7 @@ SPARSITY = [("zero_frac_example", "fraction of zero units"), ("hoyer", "Hoyer sp
 
 
 def render_fig4_sparsity(res: Path, scale: str) -> None:
-    runs = {r["run"] for r in main_runs(read_csv(res / "runs.csv"), "mlp_mnist")}
+    runs = {r["run"] for r in main_runs(read_runs(res), "mlp_mnist")}
     sp = [s for s in read_csv(res / "sparsity.csv") if s["run"] in runs]
     if not sp:
         return _missing(res, "fig4_sparsity", scale, "mlp_mnist")
@@ -230,7 +230,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
 
 
 def render_fig5_weights(res: Path, scale: str) -> None:
-    runs = {r["run"] for r in main_runs(read_csv(res / "runs.csv"), "mlp_mnist") if r["regulariser"] in ("dropout", "qsd")}
+    runs = {r["run"] for r in main_runs(read_runs(res), "mlp_mnist") if r["regulariser"] in ("dropout", "qsd")}
     w = [x for x in read_csv(res / "weights.csv") if x["run"] in runs]
     ks = [k for k in read_csv(res / "weights_ks.csv") if k["experiment"] == "mlp_mnist"
           and all(k.get(a) == b for a, b in recipes.recipe_rates("mlp_mnist").items())]
@@ -275,7 +275,7 @@ CNN_EXPERIMENTS = [("cnn_mnist", "MNIST, plain"), ("cnn_fashion", "Fashion, plai
 
 
 def _grouped_bars(res, scale, stem, experiments, value, ylabel, title, transform=lambda v: v):
-    runs = read_csv(res / "runs.csv")
+    runs = read_runs(res)
     present = [(e, lab) for e, lab in experiments if main_runs(runs, e)]
     if not present:
         return write_table(res, stem, [{"experiment": e, "status": absent_reason(e, scale)} for e, _ in experiments],
@@ -301,7 +301,7 @@ def render_fig6_cnn(res: Path, scale: str) -> None:
 
 
 def render_fig7_lstm_lm(res: Path, scale: str) -> None:
-    runs = main_runs(read_csv(res / "runs.csv"), "lstm_ptb")
+    runs = main_runs(read_runs(res), "lstm_ptb")
     if not runs:
         reason = not_testable("lstm_ptb", scale)
         return write_table(res, "fig7_lstm_lm", [{"status": f"not testable at {scale} scale: {reason}"}], scale,
@@ -325,7 +325,7 @@ def render_fig7_lstm_lm(res: Path, scale: str) -> None:
     ax1.legend(frameon=False)
     test_rows = _bar_panel(ax2, by_reg(runs, "test_metric"), "test perplexity")
     save(fig, res, "fig7_lstm_lm", scale, f"mean and 95% CI over seeds; {SHORT_RULE}")
-    lost = group([r for r in recipe_runs(read_csv(res / "runs.csv"), "lstm_ptb") if r["status"] != "completed"],
+    lost = group([r for r in recipe_runs(read_runs(res), "lstm_ptb") if r["status"] != "completed"],
                  lambda r: r["regulariser"])
     write_table(res, "fig7_lstm_lm", [{"regulariser": r["regulariser"], "test_ppl_mean": r["mean"], "lo": r["lo"],
                                        "hi": r["hi"], "n": r["n"], "lost_seeds": len(lost.get(r["regulariser"], []))}
@@ -339,7 +339,7 @@ def render_fig8_sentiment(res: Path, scale: str) -> None:
 
 
 def render_fig9_sensitivity(res: Path, scale: str) -> None:
-    runs = [r for r in read_csv(res / "runs.csv") if r["experiment"] == "mlp_sensitivity" and r["status"] == "completed"]
+    runs = [r for r in read_runs(res) if r["experiment"] == "mlp_sensitivity" and r["status"] == "completed"]
     if not runs:
         return _missing(res, "fig9_sensitivity", scale, "mlp_sensitivity")
     sp = group([s for s in read_csv(res / "sparsity.csv") if s["experiment"] == "mlp_sensitivity"], lambda s: s["run"])
@@ -405,7 +405,7 @@ EXPERIMENT_NAMES = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_mnist": "CNN / MN
 def recipe_comparison(res: Path, experiment: str) -> dict:
     """The recipe-rate comparison of ``experiment``: its arms and ``compare``'s result."""
     curves = valid_curves(read_csv(res / "curves.csv"))
-    a = arms(recipe_runs(read_csv(res / "runs.csv"), experiment), curves)
+    a = arms(recipe_runs(read_runs(res), experiment), curves, longer_runs(res))
     out = {"arms": a}
     if "dropout" in a and "qsd" in a:
         out.update(compare(a["dropout"], a["qsd"], a.get("none")))
@@ -417,11 +417,12 @@ def recipe_comparison(res: Path, experiment: str) -> dict:
 def _comparison_cells(c: dict) -> dict[str, str]:
     return {"QSD - dropout": f"{fmt(c['qsd_minus_dropout'])} ({c['n_pairs']} pairs)",
             "paired t 95% CI": f"[{fmt(c['t_lo'])}, {fmt(c['t_hi'])}]",
-            "bootstrap 95% CI": f"[{fmt(c['boot_lo'])}, {fmt(c['boot_hi'])}]", "verdict": c["verdict"]}
+            "bootstrap 95% CI": f"[{fmt(c['boot_lo'])}, {fmt(c['boot_hi'])}]",
+            "dropout's further gain": c["dropout_gain"], "verdict": c["verdict"]}
 
 
 def render_table1_summary(res: Path, scale: str) -> None:
-    runs = read_csv(res / "runs.csv")
+    runs = read_runs(res)
     rows = []
     for e, label in EXPERIMENT_NAMES.items():
         if not recipe_runs(runs, e):
@@ -439,7 +440,7 @@ def render_table1_summary(res: Path, scale: str) -> None:
     if not rows:
         return _missing(res, "table1_summary", scale, "any experiment")
     keys = ["experiment", *ordered({k for r in rows for k in r if k in REGS}), "QSD - dropout", "paired t 95% CI",
-            "bootstrap 95% CI", "verdict"]
+            "bootstrap 95% CI", "dropout's further gain", "verdict"]
     write_table(res, "table1_summary", [{k: r.get(k, "") for k in keys} for r in rows], scale,
                 "Final test metric per regulariser at the recipe's rates (mean ± sd over seeds; lost seeds counted) "
                 "and the paired QSD - dropout difference (negative = QSD better; verdict from the paired t interval). "
@@ -451,7 +452,8 @@ TUNED = {"mlp_mnist": ("MLP / MNIST (error %)", "hidden"), "cnn_fashion": ("CNN 
          "lstm_imdb": ("LSTM / IMDB (error %)", "output"), "lstm_rt": ("LSTM / Rotten Tomatoes (error %)", "output")}
 
 
-def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str) -> tuple[Arm, dict[int, float]]:
+def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str,
+               longer: dict[tuple[str, str], dict] | None = None) -> tuple[Arm, dict[int, float]]:
     """Per seed, the grid point with the lowest final validation metric (ties: the lower rate), and
     that run's test metric: the Arm of the chosen runs and seed -> chosen rate of ``slot``. A seed
     with a diverged or failed run at some rate is judged on the rates that completed; a seed without
@@ -465,11 +467,11 @@ def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]
             chosen[seed] = min(done, key=lambda r: (float(r["valid_" + r["metric"]]), r["rate_" + slot]))
         else:
             chosen[seed] = rr[0]
-    return arm(list(chosen.values()), curves), {s: r["rate_" + slot] for s, r in chosen.items()}
+    return arm(list(chosen.values()), curves, longer), {s: r["rate_" + slot] for s, r in chosen.items()}
 
 
 def render_table3_tuned(res: Path, scale: str) -> None:
-    runs, curves = read_csv(res / "runs.csv"), valid_curves(read_csv(res / "curves.csv"))
+    runs, curves, longer = read_runs(res), valid_curves(read_csv(res / "curves.csv")), longer_runs(res)
     rows = []
     for e, (label, slot) in TUNED.items():
         sel = [r for r in runs if r["experiment"] == e and is_default_qsd(r)]
@@ -477,7 +479,8 @@ def render_table3_tuned(res: Path, scale: str) -> None:
             continue
         grid = recipes.rate_grid("table3_tuned", e)
         none = arm([r for r in recipe_runs(runs, e) if r["regulariser"] == "none"], curves)
-        tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot) for reg in ("dropout", "qsd")}
+        tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot, longer)
+                 for reg in ("dropout", "qsd")}
         recipe = recipe_comparison(res, e)["arms"]
         cases = []
         if all(a.test or a.lost for a, _ in tuned.values()):
@@ -503,7 +506,7 @@ def render_table3_tuned(res: Path, scale: str) -> None:
     if not rows:
         return _missing(res, "table3_tuned", scale, "the rate grids of " + " / ".join(TUNED))
     keys = ["experiment", "comparison", "regulariser", "best_rate", "test", "QSD - dropout", "paired t 95% CI",
-            "bootstrap 95% CI", "verdict"]
+            "bootstrap 95% CI", "dropout's further gain", "verdict"]
     write_table(res, "table3_tuned", [{k: r.get(k, "") for k in keys} for r in rows], scale,
                 "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP "
                 "and CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by "
@@ -517,7 +520,7 @@ ANCHORS = [  # (anchor, experiment, regulariser, published, unit, scales)
 
 
 def render_anchors(res: Path, scale: str) -> None:
-    runs = read_csv(res / "runs.csv")
+    runs = read_runs(res)
     rows = []
     for anchor, e, reg, published, unit, scales in ANCHORS:
         if scale not in scales:

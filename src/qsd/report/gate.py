@@ -9,16 +9,18 @@ import math
 
 import numpy as np
 
-TAIL = 0.2  # the final fifth of the epochs
+LONGER = 1.5  # the convergence test trains the compared dropout runs this many times the epochs
+TAIL = 0.2  # without those runs: the final fifth of the epochs
 TOLERANCE = 0.02  # relative improvement that still counts as "stopped improving"
 MIN_EPOCHS = 5
-SHORT_RULE = (f"verdicts gated: dropout must beat none on validation and have converged (final {TAIL:.0%} of "
-              f"epochs improve validation by <= {TOLERANCE:.0%})")
+SHORT_RULE = (f"verdicts gated: dropout must beat none on validation and have converged ({LONGER:g}x the epochs, or "
+              f"where not run the final {TAIL:.0%} of them, improve validation by <= {TOLERANCE:.0%})")
 RULE = (f"Verdicts are gated: dropout must (1) beat no regularisation on the mean final validation metric, "
-        f"where the experiment has a `none` run, and (2) have converged: over the final {TAIL:.0%} of the "
-        f"epochs its seed-mean validation metric improved on the best of the earlier epochs by at most "
-        f"{TOLERANCE:.0%} (at least {MIN_EPOCHS} epochs); no seed may fail or diverge. Otherwise: "
-        f"'not comparable: <reason>'.")
+        f"where the experiment has a `none` run, and (2) have converged: trained {LONGER:g}x the epochs (the same "
+        f"runs, every compared seed), its seed-mean final validation metric improves by at most {TOLERANCE:.0%} "
+        f"(relative); where those runs are not there, over the final {TAIL:.0%} of the epochs its seed-mean "
+        f"validation metric improved on the best of the earlier epochs by at most {TOLERANCE:.0%} (at least "
+        f"{MIN_EPOCHS} epochs); no seed may fail or diverge. Otherwise: 'not comparable: <reason>'.")
 
 
 def _mean_curve(curves: dict[int, list[float]]) -> np.ndarray:
@@ -27,14 +29,36 @@ def _mean_curve(curves: dict[int, list[float]]) -> np.ndarray:
     return np.mean([c[:length] for c in curves.values()], axis=0)
 
 
-def baseline_gate(dropout: dict[int, list[float]], none: dict[int, list[float]] | None = None,
-                  failed: int = 0) -> str | None:
+def _gain(before: float, after: float) -> float:
+    return (before - after) / abs(before) if before else 0.0
+
+
+def further_gain(dropout: dict[int, list[float]], longer: dict[int, list[float]] | None = None) -> tuple[float, str] | None:
+    """How much further training improves dropout's seed-mean validation metric (relative; > 0: better)
+    and how that was measured. Where every seed has its run trained LONGER x the epochs (``longer``,
+    seed -> curve), the final values of the two schedules; otherwise the best of the final TAIL of the
+    epochs against the best before them. None: too few epochs to judge."""
+    if longer and set(dropout) <= set(longer):
+        seeds = sorted(dropout)
+        standard, long = (float(np.mean([c[s][-1] for s in seeds])) for c in (dropout, longer))
+        epochs = (min(len(longer[s]) for s in seeds), min(len(dropout[s]) for s in seeds))
+        return _gain(standard, long), f"with {LONGER:g}x the epochs ({epochs[0]}, not {epochs[1]})"
+    curve = _mean_curve(dropout)
+    if len(curve) < MIN_EPOCHS:
+        return None
+    tail = max(1, math.ceil(TAIL * len(curve)))
+    return _gain(curve[:-tail].min(), curve[-tail:].min()), f"over the final {tail} of {len(curve)} epochs"
+
+
+def baseline_gate(dropout: dict[int, list[float]], none: dict[int, list[float]] | None = None, failed: int = 0,
+                  longer: dict[int, list[float]] | None = None, longer_lost: int = 0) -> str | None:
     """None if the dropout baseline is sane, else the reason it is not.
 
     ``dropout`` and ``none`` map seed -> validation metric per epoch (lower is better: error, perplexity;
-    completed runs only);
-    ``failed`` counts dropout seeds that failed or diverged. ``none=None``: the experiment has no
-    unregularised run, so only convergence is checked."""
+    completed runs only); ``failed`` counts dropout seeds that failed or diverged. ``none=None``: the
+    experiment has no unregularised run, so only convergence is checked. ``longer``: seed -> the curve
+    of the same dropout run trained LONGER x the epochs, where it was run and completed; ``longer_lost``
+    counts those that failed or diverged."""
     if failed:
         return f"dropout failed or diverged in {failed} of {failed + len(dropout)} seeds"
     if not dropout:
@@ -44,13 +68,11 @@ def baseline_gate(dropout: dict[int, list[float]], none: dict[int, list[float]] 
         n_final = float(np.mean([c[-1] for c in none.values()]))
         if not d_final < n_final:
             return f"dropout does not beat none on validation ({d_final:.4g} vs {n_final:.4g})"
-    curve = _mean_curve(dropout)
-    if len(curve) < MIN_EPOCHS:
-        return f"too few epochs ({len(curve)}) to judge convergence"
-    tail = max(1, math.ceil(TAIL * len(curve)))
-    before, end = curve[:-tail].min(), curve[-tail:].min()
-    gain = (before - end) / abs(before) if before else 0.0
-    if gain > TOLERANCE:
-        return (f"dropout not converged (validation still improved {gain:.1%} over the final "
-                f"{tail} of {len(curve)} epochs)")
+    if longer_lost:
+        return f"dropout trained {LONGER:g}x the epochs failed or diverged in {longer_lost} seeds"
+    gain = further_gain(dropout, longer)
+    if gain is None:
+        return f"too few epochs ({len(_mean_curve(dropout))}) to judge convergence"
+    if gain[0] > TOLERANCE:
+        return f"dropout not converged (validation still improved {gain[0]:.1%} {gain[1]})"
     return None
