@@ -68,10 +68,11 @@ def test_each_caption_names_the_commits_of_its_own_runs(tmp_path):
         summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": commit}}))
     a, b = sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*"))
     out = tmp_path / "out"
-    collect({a: {"figures": "fig2_mlp_curves table1_summary"}, b: {"figures": "table1_summary"}}, out)
+    collect({a: {"figures": "fig2_mlp_curves"}, b: {"figures": "fig6_cnn"}}, out)
     assert provenance(out, "fig2_mlp_curves").startswith("runs at commit aaa1111; drawn at commit ")
-    assert provenance(out, "table1_summary").startswith("runs at commit aaa1111, bbb2222; drawn at commit ")
+    assert provenance(out, "table1_summary").startswith("runs at commit aaa1111, bbb2222; drawn at commit ")  # uses fig2, fig6
     assert provenance(out, "fig1_masks").startswith("drawn at commit ")  # no runs: sampling only
+    assert provenance(out, "fig2_mlp_curves_extra").startswith("runs at commit aaa1111; ")  # a second table of fig2
 
 def test_the_gates_longer_runs_reach_the_gate_and_nothing_else(tmp_path):
     from qsd.report.compare import arm, longer_runs, read_runs

@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib
 
 from ..provenance import git_commit
+from .recipes import manifests
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,14 +23,21 @@ plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "
                      "figure.constrained_layout.use": True})
 
 
+def reads(stem: str) -> set[str]:
+    """The manifests whose runs figure or table ``stem`` is drawn from: its own (the manifest id that
+    ``stem`` begins with, e.g. fig4_sparsity for fig4_sparsity_diff) and those its manifest ``uses``."""
+    own = max((i for i in manifests() if stem.startswith(i)), key=len, default=stem)
+    return {own, *manifests().get(own, {}).get("uses", [])}
+
+
 def provenance(out: Path, stem: str) -> str:
     """'runs at <commits>; drawn at <commit>' for the runs collected in ``out`` that figure or table
-    ``stem`` asks for (runs.csv's ``figures`` column; a row without one counts for every figure)."""
-    commits = set()
+    ``stem`` is drawn from (runs.csv's ``figures`` column; a row without one counts for every figure)."""
+    commits, ids = set(), reads(stem)
     if (out / "runs.csv").exists():
         with open(out / "runs.csv", newline="") as f:
             commits = {row.get("commit") or "unknown" for row in csv.DictReader(f)
-                       if not row.get("figures") or stem in row["figures"].split()}
+                       if not row.get("figures") or ids & set(row["figures"].split())}
     drawn = f"drawn at commit {git_commit()}"
     return f"runs at commit {', '.join(sorted(commits))}; {drawn}" if commits else drawn
 
