@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
@@ -85,24 +85,24 @@ def sweeps(scale: str) -> list[Sweep]:
     ``convergence_check`` is followed by its dropout runs trained LONGER x as long, one sweep per experiment."""
     out = []
     parser = OverridesParser.create()
-    for m in recipes.manifests().values():
-        for sweep in m["sweeps"]:
-            if "scales" in sweep and scale not in sweep["scales"]:
-                continue
-            seeds = ",".join(str(s) for s in range(min(SEEDS[scale], sweep.get("seeds", SEEDS[scale]))))
-            base = [f"scale={scale}", f"seed={seeds}"]
-            out.append(Sweep(m["id"], [*base, *sweep["overrides"]]))
-            if not sweep.get("convergence_check"):
-                continue
-            parsed = {o.key_or_group: o for o in parser.parse_overrides(sweep["overrides"])}
-            if "dropout" not in _values(parsed["regulariser"]):
-                raise ValueError(f"experiments/{m['id']}.yaml: a convergence_check sweep must train dropout")
-            rest = [o for o in sweep["overrides"] if o.split("=", 1)[0] not in ("experiment", "regulariser")]
-            for e in _values(parsed["experiment"]):
-                with _hydra():
+    with _hydra():
+        for m in recipes.manifests().values():
+            for sweep in m["sweeps"]:
+                if "scales" in sweep and scale not in sweep["scales"]:
+                    continue
+                seeds = ",".join(str(s) for s in range(min(SEEDS[scale], sweep.get("seeds", SEEDS[scale]))))
+                base = [f"scale={scale}", f"seed={seeds}"]
+                out.append(Sweep(m["id"], [*base, *sweep["overrides"]]))
+                if not sweep.get("convergence_check"):
+                    continue
+                parsed = {o.key_or_group: o for o in parser.parse_overrides(sweep["overrides"])}
+                if "dropout" not in _values(parsed["regulariser"]):
+                    raise ValueError(f"experiments/{m['id']}.yaml: a convergence_check sweep must train dropout")
+                rest = [o for o in sweep["overrides"] if o.split("=", 1)[0] not in ("experiment", "regulariser")]
+                for e in _values(parsed["experiment"]):
                     epochs = compose("train", overrides=[f"scale={scale}", f"experiment={e}"]).train.epochs
-                out.append(Sweep(m["id"], [*base, f"experiment={e}", "regulariser=dropout", *rest,
-                                           f"train.epochs={math.ceil(LONGER * epochs)}"], lengthens=True))
+                    out.append(Sweep(m["id"], [*base, f"experiment={e}", "regulariser=dropout", *rest,
+                                               f"train.epochs={math.ceil(LONGER * epochs)}"], lengthens=True))
     return out
 
 
