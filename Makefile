@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 SCALE  ?= cpu
 JOBS   ?= auto
 VERBOSE ?=
+ONLY   ?=
+RUN_ARGS = --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(VERBOSE),--verbose)
 
-.PHONY: help setup check-args data reproduce-all figures test bench clean
+.PHONY: help setup check-args data reproduce-all replicate figures test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -27,8 +29,11 @@ check-args:
 	@case " $(SCALES) " in *" $(SCALE) "*) ;; *) echo "SCALE must be one of: $(SCALES) (got '$(SCALE)')" >&2; exit 2;; esac
 	@case "$(JOBS)" in auto) ;; ''|*[!0-9]*|0) echo "JOBS must be auto or an integer >= 1 (got '$(JOBS)')" >&2; exit 2;; esac
 
-reproduce-all: check-args data  ## train every run, collect, render all figures/tables: SCALE=smoke|cpu|paper JOBS=auto|N VERBOSE=1
-	$(BIN)/qsd-reproduce --scale $(SCALE) --jobs $(JOBS) $(if $(VERBOSE),--verbose)
+reproduce-all: check-args data  ## train every run, collect, render all figures/tables: SCALE=smoke|cpu|paper JOBS=auto|N ONLY="<ids>" VERBOSE=1
+	$(BIN)/qsd-reproduce $(RUN_ARGS)
+
+replicate: check-args data  ## the same runs on fresh seeds, each verdict beside the main one (results/SCALE/replication/); same options
+	$(BIN)/qsd-reproduce $(RUN_ARGS) --replicate
 
 figures: check-args setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone
 	$(BIN)/qsd-reproduce --scale $(SCALE) --render-only

@@ -93,6 +93,24 @@ def test_collect_only_commits_runs_trained_elsewhere_and_trains_nothing(smoke, t
     assert len(list((fresh / "runs").glob("*/*/summary.json"))) == len(suite.plan("smoke"))
 
 
+def test_replicate_trains_fresh_seeds_and_sets_each_verdict_beside_the_main_one(smoke):
+    base, env, cmd, _, _ = smoke
+    out = base / "results" / "smoke"
+    before = {p: p.read_text() for p in out.glob("*.csv")}
+    run = subprocess.run([*cmd, "--replicate", "--only", "fig2_mlp_curves", "table1_summary"], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    fresh = out / "replication"
+    rows = list(csv.DictReader(open(fresh / "runs.csv")))
+    assert {r["seed"] for r in rows} == {"2", "3"} and len(rows) == 8  # fig2's none, dropout, qsd and 1.5x dropout
+    assert len(list((fresh / "runs").glob("*/*/summary.json"))) == 8
+    assert {p: p.read_text() for p in out.glob("*.csv")} == before  # the main results are untouched
+    table = list(csv.DictReader(open(fresh / "replication.csv")))
+    assert "MLP / MNIST (error %)" in {r["experiment"] for r in table}
+    assert all(r["outcome"].startswith(("replicates", "does not replicate", "not tested (")) for r in table)
+    assert "Replication of the main verdicts" in run.stdout and "(seeds 2-3)" in (fresh / "fig2_mlp_curves.md").read_text()
+
+
 def test_render_only_needs_only_results(smoke):
     base, env, _, _, _ = smoke
     env = {**env, "QSD_RUNS_ROOT": str(base / "no-runs-here")}

@@ -38,6 +38,15 @@ def test_plan_lists_each_run_once_with_the_manifests_seeds():
     assert {"fig2_mlp_curves", "fig3_mlp_rates", "fig4_sparsity", "table3_tuned"} <= shared.figures
 
 
+def test_the_replication_is_the_same_runs_on_fresh_seeds():
+    main, fresh = suite.plan("smoke"), suite.plan("smoke", replicate=True)
+    n = suite.SEEDS["smoke"]
+    assert list(suite.seeds("smoke", replicate=True)) == list(range(n, 2 * n)) and list(suite.seeds("smoke", 1)) == [0]
+    assert {r.seed for r in fresh} == set(range(n, 2 * n)) and not {r.key for r in main} & {r.key for r in fresh}
+    shift = lambda r: tuple(f"seed={r.seed + n}" if o.startswith("seed=") else o for o in r.overrides)
+    assert sorted(shift(r) for r in main) == sorted(r.overrides for r in fresh)
+
+
 def test_every_gated_dropout_run_has_its_longer_twin():
     """The gate's convergence test: each dropout run of a convergence_check sweep is also planned with
     1.5x the epochs, named by the run it lengthens, and nothing else changes."""

@@ -59,20 +59,58 @@ def test_collect_flattens_the_runs_it_is_given(tmp_path):
 
 
 
-def test_each_caption_names_the_commits_of_its_own_runs(tmp_path):
-    from qsd.report.style import provenance
+def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
+    from qsd.report.style import provenance, spans
 
-    for name, reg, commit in (("dropout-seed0-aaaa", "dropout", "aaa1111"), ("qsd-seed0-bbbb", "qsd", "bbb2222")):
-        _fake_run(tmp_path / "runs", name, reg, 0)
+    assert spans({0, 1, 2, 3, 4}) == "0-4" and spans({5, 6, 9}) == "5-6, 9" and spans({3}) == "3"
+    for name, reg, commit in (("dropout-seed0-aaaa", "dropout", "aaa1111"), ("qsd-seed1-bbbb", "qsd", "bbb2222")):
+        _fake_run(tmp_path / "runs", name, reg, int(name[len(reg) + 5]))
         summary = tmp_path / "runs" / "cpu" / "mlp_mnist" / name / "summary.json"
         summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": commit}}))
     a, b = sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*"))
     out = tmp_path / "out"
     collect({a: {"figures": "fig2_mlp_curves"}, b: {"figures": "fig6_cnn"}}, out)
-    assert provenance(out, "fig2_mlp_curves").startswith("runs at commit aaa1111; drawn at commit ")
-    assert provenance(out, "table1_summary").startswith("runs at commit aaa1111, bbb2222; drawn at commit ")  # uses fig2, fig6
+    assert provenance(out, "fig2_mlp_curves").startswith("runs (seeds 0) at commit aaa1111; drawn at commit ")
+    assert provenance(out, "table1_summary").startswith("runs (seeds 0-1) at commit aaa1111, bbb2222; drawn at ")  # uses fig2, fig6
     assert provenance(out, "fig1_masks").startswith("drawn at commit ")  # no runs: sampling only
-    assert provenance(out, "fig2_mlp_curves_extra").startswith("runs at commit aaa1111; ")  # a second table of fig2
+    assert provenance(out, "fig2_mlp_curves_extra").startswith("runs (seeds 0) at commit aaa1111; ")  # a second table of fig2
+
+
+def test_replication_judges_each_verdict_by_the_fixed_rule(tmp_path):
+    from qsd.report.replication import outcome, render_replication
+    from qsd.report.tables import write_table
+
+    assert outcome("QSD better", "QSD better") == "replicates"
+    assert outcome("no detectable difference", "no detectable difference") == "replicates"
+    assert outcome("QSD worse (lost 1 of 5 seeds: diverged)", "QSD worse") == "replicates"
+    assert outcome("QSD better", "no detectable difference") == "does not replicate"
+    assert outcome("QSD better", "not comparable: dropout not converged") == \
+        "not tested (fresh seeds: not comparable: dropout not converged)"
+    assert outcome("not comparable: x", "") == "not tested (seeds of the main results: not comparable: x; fresh seeds: not run)"
+    main, fresh = tmp_path / "main", tmp_path / "main" / "replication"
+    mlp, rt = "MLP / MNIST (error %)", "LSTM / Rotten Tomatoes (error %)"
+    cell = {"QSD - dropout": "-0.3 (5 pairs)", "paired t 95% CI": "[-0.6, -0.1]"}
+    for res, rt_verdict in ((main, "QSD better"), (fresh, "no detectable difference")):
+        write_table(res, "table3_tuned", [
+            {"experiment": mlp, "comparison": "(b) each at its validation-best rate", "regulariser": "dropout",
+             "QSD - dropout": "", "paired t 95% CI": "", "verdict": ""},
+            {"experiment": mlp, "comparison": "(b) each at its validation-best rate", "regulariser": "qsd", **cell,
+             "verdict": "no detectable difference"},
+            {"experiment": rt, "comparison": "(b) each at its validation-best rate", "regulariser": "qsd", **cell,
+             "verdict": rt_verdict},
+            {"experiment": mlp, "comparison": "(a) recipe rate", "regulariser": "qsd", **cell, "verdict": "QSD worse"}], "cpu", "t3")
+        write_table(res, "table1_summary", [  # the MLP's recipe-rate comparison is table3's (a): given once
+            {"experiment": mlp, **cell, "verdict": "QSD worse"},
+            {"experiment": "LSTM LM / PTB (test perplexity)", "QSD - dropout": "", "paired t 95% CI": "",
+             "verdict": "not testable at cpu scale: hours a run"},
+            {"experiment": "CNN+BN+WD+aug / Fashion-MNIST (error %)", **cell, "verdict": "not comparable: dropout does not beat none"}],
+            "cpu", "t1")
+    rows = render_replication(main, fresh, "cpu")
+    assert [(r["table"], r["experiment"][:4], r["comparison"][:3], r["outcome"][:14]) for r in rows] == [
+        ("table3_tuned", "MLP ", "(b)", "replicates"), ("table3_tuned", "LSTM", "(b)", "does not repli"),
+        ("table3_tuned", "MLP ", "(a)", "replicates"), ("table1_summary", "CNN+", "(a)", "not tested (se")]
+    assert rows[1]["main: QSD - dropout [95% CI]"] == "-0.3 (5 pairs) [-0.6, -0.1]"
+    assert "fixed before any fresh seed trained" in (fresh / "replication.md").read_text()
 
 def test_the_gates_longer_runs_reach_the_gate_and_nothing_else(tmp_path):
     from qsd.report.compare import arm, longer_runs, read_runs

@@ -4,10 +4,12 @@ through one queue of parallel runs, collect them, render every figure and table,
     qsd-reproduce --scale cpu                     # what `make reproduce-all SCALE=cpu` runs
     qsd-reproduce --scale cpu --dry-run           # what it would train, and about how long it takes
     qsd-reproduce --scale cpu --render-only       # what `make figures` runs
+    qsd-reproduce --scale cpu --replicate         # the same runs on fresh seeds, into results/cpu/replication/
     QSD_RUNS_ROOT=/slice/runs qsd-reproduce --scale paper --collect-only   # runs trained elsewhere
 
 Finished runs are found in the runs root (``$QSD_RUNS_ROOT``, default the checkout's ``runs/``) or
-among the committed ones (``results/<scale>/runs/``) and are never trained again.
+among the committed ones (``results/<scale>/runs/``, ``results/<scale>/replication/runs/``) and are
+never trained again.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -30,6 +33,7 @@ from .paths import ROOT
 from .report import recipes
 from .report.collect import collect
 from .report.figures import RENDERERS
+from .report.replication import render_replication
 from .runqueue import Queue, auto_jobs, clock, estimates
 from .train import ConfigError
 
@@ -46,13 +50,18 @@ def manifests() -> list[dict]:
     return out
 
 
-def render(scale: str, results: Path, only: list[str] | None = None) -> list[str]:
-    """Draw every figure and table (or those in ``only``) from the collected files in ``results/<scale>/``."""
+def render(out: Path, scale: str, only: list[str] | None = None, replication_of: Path | None = None) -> list[str]:
+    """Draw every figure and table (or those in ``only``) from the collected files in ``out``
+    (``results/<scale>/``); for a replication (``replication_of``: the main results' folder), also the
+    table of its verdicts beside the main ones."""
     drawn = []
     for m in manifests():
         if not only or m["id"] in only:
-            RENDERERS[m["render"]](results / scale, scale)
+            RENDERERS[m["render"]](out, scale)
             drawn.append(m["id"])
+    if replication_of:
+        render_replication(replication_of, out, scale)
+        drawn.append("replication")
     return drawn
 
 
@@ -75,10 +84,20 @@ def verdicts(out: Path) -> str:
                      f"95% CI {r['paired t 95% CI']})" if given(r) else "") for r in rows)
 
 
-def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> dict[Path, dict[str, str]]:
+def replicated(out: Path) -> str:
+    """How many comparisons replicate, do not, or were not tested, and which did not."""
+    with open(out / "replication.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    counts = Counter(r["outcome"].split(" (")[0] for r in rows)
+    missed = [f"  does not replicate: {r['experiment']} {r['comparison']}" for r in rows if r["outcome"] == "does not replicate"]
+    return "\n".join([f"  {', '.join(f'{n} {o}' for o, n in sorted(counts.items()))}", *missed])
+
+
+def gather(planned: list[suite.Run], runs_root: Path, results: Path, seeds: range) -> dict[Path, dict[str, str]]:
     """The finished folder of each planned run (the runs root first: it has the weights), each also
-    committed to ``results/<scale>/runs/`` (small files only) if it is not there yet, with the columns
-    ``collect`` adds to its row: the ids of the figures and tables that ask for it, and the run it lengthens."""
+    committed to ``results/runs/`` (small files only) if it is not there yet, with the columns ``collect``
+    adds to its row: the ids of the figures and tables that ask for it, and the run it lengthens. Folders
+    of the planned ``seeds`` that are not planned runs are counted in the log."""
     archive, paths = results / "runs", {}
     for run in planned:
         path = suite.locate(run, [runs_root, archive])
@@ -87,9 +106,10 @@ def gather(planned: list[suite.Run], runs_root: Path, results: Path) -> dict[Pat
         if path.parent.parent == runs_root and not runstore.is_finished(archive / run.key):
             runstore.archive(path, archive / run.key)
         paths[path] = {"figures": " ".join(sorted(run.figures)), "lengthens": run.lengthens}
-    keys = {r.key for r in planned}
+    keys, names = {r.key for r in planned}, tuple(f"-seed{s}-" for s in seeds)
     for root in (runs_root, archive):  # e.g. runs of an edited config, or of an older QSD sampler
-        ignored = sum(1 for p in root.glob("*/*") if p.is_dir() and f"{p.parent.name}/{p.name}" not in keys)
+        ignored = sum(1 for p in root.glob("*/*") if p.is_dir() and f"{p.parent.name}/{p.name}" not in keys
+                      and any(n in p.name for n in names))
         if ignored:
             log.info("ignored %d run folder(s) in %s that are not runs of this suite", ignored, root)
     return paths
@@ -109,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the runnable sweep commands, run counts and time left; train nothing")
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="start no run that would not finish within MIN minutes (by the recorded times)")
+    ap.add_argument("--replicate", action="store_true",
+                    help="the same runs on fresh seeds (5-9 at cpu and paper scale), into results/<scale>/replication/, "
+                         "with each verdict beside the main one (replication.md)")
     ap.add_argument("--verbose", action="store_true", help="show every run's own output (it always goes to its train.log)")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     args = ap.parse_args(argv)
@@ -128,35 +151,39 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     unknown = sorted(set(args.only or []) - set(ids))
     if unknown:
         ap.error(f"unknown id(s) {unknown} in --only; choose from {ids}")
-    out = args.results / args.scale
+    main_out = args.results / args.scale
+    out, replication_of = (main_out / "replication", main_out) if args.replicate else (main_out, None)
     if args.render_only:
         if not (out / "runs.csv").exists():
             print(f"no collected runs for scale {args.scale} ({out / 'runs.csv'} does not exist): "
-                  f"run `make reproduce-all SCALE={args.scale}` first", file=sys.stderr)
+                  f"run `qsd-reproduce --scale {args.scale}{' --replicate' * args.replicate}` first", file=sys.stderr)
             return 1
-        print(f"rendered {', '.join(render(args.scale, args.results, args.only))} in {out}/")
+        print(f"rendered {', '.join(render(out, args.scale, args.only, replication_of))} in {out}/")
         return 0
 
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve() / args.scale
     try:
-        planned = suite.plan(args.scale)
+        planned = suite.plan(args.scale, args.replicate)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     wanted = [r for r in planned if not args.only or r.figures & set(args.only)]
     finished = {r.key: p for r in planned if (p := suite.locate(r, [runs_root, out / "runs"]))}
     todo = [r for r in wanted if r.key not in finished]
-    queue = Queue(todo, len(wanted) - len(todo), args.jobs, runs_root, args.scale, estimates(finished),
+    timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
+        if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
+    queue = Queue(todo, len(wanted) - len(todo), args.jobs, runs_root, args.scale, estimates(timed),
                   args.verbose, args.time_budget and args.time_budget * 60)
     guessed = sum(r.experiment not in queue.estimate for r in todo)
-    print(f"{args.scale} scale: {len(wanted)} runs, {queue.done} already finished, about {clock(queue.left_s(todo))} "
-          f"left on {args.jobs} parallel run(s), {max((r.threads for r in wanted), default=1)} CPU thread(s) each"
+    print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
+          f"already finished, about {clock(queue.left_s(todo))} left on {args.jobs} parallel run(s), "
+          f"{max((r.threads for r in wanted), default=1)} CPU thread(s) each"
           + (f" ({guessed} of them a guess: no run of their experiment was timed yet)" if guessed else ""))
     if args.scale == "paper" and todo and not args.collect_only and not torch.cuda.is_available():
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
     if args.dry_run:
-        sweeps = list(dict.fromkeys(tuple(s.overrides) for s in suite.sweeps(args.scale)
+        sweeps = list(dict.fromkeys(tuple(s.overrides) for s in suite.sweeps(args.scale, args.replicate)
                                     if not args.only or s.figure in args.only))  # a shared sweep once
         for sweep in sweeps:
             print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
@@ -164,30 +191,33 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in todo})) or 'none'}")
         return 0
 
-    t0 = time.time()
+    t0, seeds = time.time(), suite.seeds(args.scale, replicate=args.replicate)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the runs as Ctrl-C does
     try:
         outcomes = [] if args.collect_only else queue.run()
     except KeyboardInterrupt:
-        kept = len(gather(planned, runs_root, out))  # what finished before the stop is committed
+        kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")
         return 130
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
     if over := sum(o.status == "stopped" for o in outcomes):
         print(f"{over} run(s) not started: they would not finish within the time budget")
-    for m in [] if args.collect_only else manifests():
+    for m in [] if args.collect_only or args.replicate else manifests():  # the cost needs no fresh seeds
         if "bench" in m and (not args.only or m["id"] in args.only):
             cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=out) for a in m["bench"])]
             print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
             if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
                 failed.append(" ".join(cmd[1:]))
-    paths = gather(planned, runs_root, out)
+    paths = gather(planned, runs_root, out, seeds)
     collect(paths, out)
-    drawn = render(args.scale, args.results, args.only)
+    drawn = render(out, args.scale, args.only, replication_of)
     print(f"\n{len(paths)} of {len(planned)} runs collected; {clock(time.time() - t0)} for training, "
           "benchmarks and collection.")
+    shown = f"results/{args.scale}" + "/replication" * args.replicate
     if "table1_summary" in drawn:
-        print(f"Verdicts (results/{args.scale}/table1_summary.md):\n{verdicts(out)}")
+        print(f"Verdicts ({shown}/table1_summary.md):\n{verdicts(out)}")
+    if replication_of:
+        print(f"Replication of the main verdicts ({shown}/replication.md):\n{replicated(out)}")
     print(f"Figures and tables ({', '.join(drawn)}) are in {out}/")
     (out / "FAILED_RUNS.txt").unlink(missing_ok=True)
     if failed:

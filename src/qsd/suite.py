@@ -80,9 +80,17 @@ def _hydra():
             yield
 
 
-def sweeps(scale: str) -> list[Sweep]:
-    """Each manifest sweep at ``scale`` with the seeds, in manifest order; a sweep marked
-    ``convergence_check`` is followed by its dropout runs trained LONGER x as long, one sweep per experiment."""
+def seeds(scale: str, count: int | None = None, replicate: bool = False) -> range:
+    """The seeds of a sweep at ``scale``: SEEDS[scale] of them (or ``count``, if fewer), from 0; with
+    ``replicate``, as many fresh ones, from SEEDS[scale] on (the replication, README: the gate)."""
+    first = SEEDS[scale] if replicate else 0
+    return range(first, first + min(SEEDS[scale], count or SEEDS[scale]))
+
+
+def sweeps(scale: str, replicate: bool = False) -> list[Sweep]:
+    """Each manifest sweep at ``scale`` with the seeds (``replicate``: the fresh ones), in manifest order;
+    a sweep marked ``convergence_check`` is followed by its dropout runs trained LONGER x as long, one
+    sweep per experiment."""
     out = []
     parser = OverridesParser.create()
     with _hydra():
@@ -90,8 +98,7 @@ def sweeps(scale: str) -> list[Sweep]:
             for sweep in m["sweeps"]:
                 if "scales" in sweep and scale not in sweep["scales"]:
                     continue
-                seeds = ",".join(str(s) for s in range(min(SEEDS[scale], sweep.get("seeds", SEEDS[scale]))))
-                base = [f"scale={scale}", f"seed={seeds}"]
+                base = [f"scale={scale}", f"seed={','.join(map(str, seeds(scale, sweep.get('seeds'), replicate)))}"]
                 out.append(Sweep(m["id"], [*base, *sweep["overrides"]]))
                 if not sweep.get("convergence_check"):
                     continue
@@ -106,13 +113,13 @@ def sweeps(scale: str) -> list[Sweep]:
     return out
 
 
-def plan(scale: str) -> list[Run]:
-    """Every distinct run of the manifests at ``scale``, each config checked (a bad one raises
-    ``ConfigError`` naming its overrides before anything trains)."""
+def plan(scale: str, replicate: bool = False) -> list[Run]:
+    """Every distinct run of the manifests at ``scale`` (``replicate``: on the fresh seeds), each config
+    checked (a bad one raises ``ConfigError`` naming its overrides before anything trains)."""
     runs: dict[str, Run] = {}
     with _hydra():
         compose_run = _composer()
-        for figure, sweep, lengthens in sweeps(scale):
+        for figure, sweep, lengthens in sweeps(scale, replicate):
             for overrides in expand(sweep):
                 cfg = compose_run(overrides)
                 try:

@@ -30,16 +30,29 @@ def reads(stem: str) -> set[str]:
     return {own, *manifests().get(own, {}).get("uses", [])}
 
 
+def spans(numbers: set[int]) -> str:
+    """``0-4, 7`` for {0, 1, 2, 3, 4, 7}."""
+    out, ordered = [], sorted(numbers)
+    for i, n in enumerate(ordered):
+        if i and n == ordered[i - 1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in out)
+
+
 def provenance(out: Path, stem: str) -> str:
-    """'runs at <commits>; drawn at <commit>' for the runs collected in ``out`` that figure or table
-    ``stem`` is drawn from (runs.csv's ``figures`` column; a row without one counts for every figure)."""
-    commits, ids = set(), reads(stem)
+    """'runs (seeds <s>) at <commits>; drawn at <commit>' for the runs collected in ``out`` that figure or
+    table ``stem`` is drawn from (runs.csv's ``figures`` column; a row without one counts for every figure)."""
+    rows, ids = [], reads(stem)
     if (out / "runs.csv").exists():
         with open(out / "runs.csv", newline="") as f:
-            commits = {row.get("commit") or "unknown" for row in csv.DictReader(f)
-                       if not row.get("figures") or ids & set(row["figures"].split())}
+            rows = [row for row in csv.DictReader(f) if not row.get("figures") or ids & set(row["figures"].split())]
     drawn = f"drawn at commit {git_commit()}"
-    return f"runs at commit {', '.join(sorted(commits))}; {drawn}" if commits else drawn
+    if not rows:
+        return drawn
+    commits = sorted({row.get("commit") or "unknown" for row in rows})
+    return f"runs (seeds {spans({int(row['seed']) for row in rows})}) at commit {', '.join(commits)}; {drawn}"
 
 
 def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:

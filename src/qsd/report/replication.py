@@ -1,0 +1,56 @@
+"""Each verdict of table1 and table3 next to the one the fresh seeds give (``qsd-reproduce --replicate``),
+judged by the rule README states ("Replication on fresh seeds"), which was fixed before any fresh seed trained."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .tables import read_csv, write_table
+
+WORDS = ("QSD better", "QSD worse", "no detectable difference")
+TABLES = ("table3_tuned", "table1_summary")  # table1's comparisons are table3's (a), for every experiment
+
+
+def word(verdict: str) -> str | None:
+    """The verdict's word (``QSD worse (lost 1 of 5 seeds)`` -> ``QSD worse``), or None where it was withheld
+    or not run."""
+    return next((w for w in WORDS if verdict.startswith(w)), None)
+
+
+def outcome(original: str, fresh: str) -> str:
+    """``replicates``, ``does not replicate``, or ``not tested: <why>``, from the two verdict cells."""
+    a, b = word(original), word(fresh)
+    if a and b:
+        return "replicates" if a == b else "does not replicate"
+    withheld = [f"{side}: {v or 'not run'}" for side, v, w in (("seeds of the main results", original, a),
+                                                                ("fresh seeds", fresh, b)) if not w]
+    return "not tested (" + "; ".join(withheld) + ")"
+
+
+def comparisons(res: Path) -> dict[tuple[str, str], dict]:
+    """(experiment, comparison) -> its row (with the ``table`` it is in), for every comparison of table3
+    and table1 that was made or withheld (not those not testable at the scale); table1's row of an
+    experiment is its recipe-rate comparison, given once where table3 has it too."""
+    out: dict[tuple[str, str], dict] = {}
+    for table in TABLES:
+        for r in read_csv(res / f"{table}.csv"):
+            if r.get("verdict") and not str(r["verdict"]).startswith("not testable"):
+                out.setdefault((r["experiment"], r.get("comparison", "(a) recipe rate")), {**r, "table": table})
+    return out
+
+
+def render_replication(main: Path, fresh: Path, scale: str) -> list[dict]:
+    """Write ``replication.csv/.md`` into ``fresh`` (the replication's results) and return its rows."""
+    original, again = comparisons(main), comparisons(fresh)
+    rows = []
+    cells = lambda row: f"{row.get('QSD - dropout', '')} {row.get('paired t 95% CI', '')}".strip()
+    for key, r in original.items():
+        f = again.get(key, {})
+        rows.append({"table": r["table"], "experiment": key[0], "comparison": key[1],
+                     "main: QSD - dropout [95% CI]": cells(r), "main: verdict": r["verdict"],
+                     "fresh seeds: QSD - dropout [95% CI]": cells(f), "fresh seeds: verdict": f.get("verdict", ""),
+                     "outcome": outcome(str(r["verdict"]), str(f.get("verdict", "")))})
+    write_table(fresh, "replication", rows, scale,
+                "Each verdict of table1 and table3 on the main results' seeds and on fresh seeds (the same runs "
+                "otherwise, gated on their own). Replicates: the same word; does not replicate: both gated, different "
+                "words; not tested: either side withheld or not run. The rule was fixed before any fresh seed trained")
+    return rows
