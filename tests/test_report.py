@@ -149,6 +149,14 @@ def test_tuned_arm_picks_each_seeds_rate_on_validation_never_on_test():
     assert picked == {0: 0.5, 1: 0.3} and a.test == {0: 3.0, 1: 2.2} and not a.lost
 
 
+def test_picks_on_the_grids_edge_are_counted():
+    from qsd.report.figures import _picks
+
+    assert _picks({0: 0.5, 1: 0.3}, [0.3, 0.5, 0.7]) == "0.5, 0.3 (1 at the grid's lowest)"
+    assert _picks({0: 0.5, 1: 0.5}, [0.3, 0.5, 0.7]) == "0.5, 0.5"
+    assert _picks({0: 0.7, 1: 0.3, 2: 0.7}, [0.3, 0.5, 0.7]) == "0.7, 0.3, 0.7 (1 at the grid's lowest, 2 at the grid's highest)"
+
+
 def test_compare_counts_lost_seeds_and_gates():
     from qsd.report.compare import Arm, compare
 

@@ -470,6 +470,15 @@ def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]
     return arm(list(chosen.values()), curves, longer), {s: r["rate_" + slot] for s, r in chosen.items()}
 
 
+def _picks(picked: dict[int, float], grid: list[float]) -> str:
+    """The rates picked, by seed, and how many lie on the grid's edge (the best rate may lie beyond it):
+    ``0.1, 0.1, 0.3 (2 at the grid's lowest)``."""
+    text = ", ".join(f"{picked[s]:g}" for s in sorted(picked))
+    edges = [f"{n} at the grid's {side}" for side, edge in (("lowest", min(grid)), ("highest", max(grid)))
+             if (n := sum(r == edge for r in picked.values()))]
+    return text + (f" ({', '.join(edges)})" if edges else "")
+
+
 def render_table3_tuned(res: Path, scale: str) -> None:
     runs, curves, longer = read_runs(res), valid_curves(read_csv(res / "curves.csv")), longer_runs(res)
     rows = []
@@ -500,7 +509,7 @@ def render_table3_tuned(res: Path, scale: str) -> None:
             c = compare(d_arm, q_arm, none if none.test else None)
             for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
                 rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,
-                             "best_rate": ", ".join(f"{picked[s]:g}" for s in sorted(picked)) if picked else "recipe",
+                             "best_rate": _picks(picked, [g["rate_" + slot] for g in grid]) if picked else "recipe",
                              "test": a.cell(), **(_comparison_cells(c) if reg == "qsd" else
                                                   {k: "" for k in _comparison_cells(c)})})
     if not rows:
@@ -510,7 +519,8 @@ def render_table3_tuned(res: Path, scale: str) -> None:
     write_table(res, "table3_tuned", [{k: r.get(k, "") for k in keys} for r in rows], scale,
                 "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP "
                 "and CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by "
-                "seed), (c) QSD at dropout's P(m=0) or Var(m). The headline is (b). " + RULE)
+                "seed and how many lie on the grid's edge, where the best rate may lie beyond it), (c) QSD at dropout's "
+                "P(m=0) or Var(m). The headline is (b). " + RULE)
 
 
 ANCHORS = [  # (anchor, experiment, regulariser, published, unit, scales)
