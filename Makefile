@@ -35,8 +35,9 @@ reproduce-all: check-args data  ## train every run, collect, render all figures/
 replicate: check-args data  ## the same runs on fresh seeds, each verdict beside the main one (results/SCALE/replication/); same options
 	$(BIN)/qsd-reproduce $(RUN_ARGS) --replicate
 
-figures: check-args setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone
+figures: check-args setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone (and its replication/, if collected)
 	$(BIN)/qsd-reproduce --scale $(SCALE) --render-only
+	test ! -f results/$(SCALE)/replication/runs.csv || $(BIN)/qsd-reproduce --scale $(SCALE) --render-only --replicate
 
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 tests
