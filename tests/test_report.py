@@ -84,9 +84,9 @@ def test_replication_judges_each_verdict_by_the_fixed_rule(tmp_path):
     assert outcome("no detectable difference", "no detectable difference") == "replicates"
     assert outcome("QSD worse (lost 1 of 5 seeds: diverged)", "QSD worse") == "replicates"
     assert outcome("QSD better", "no detectable difference") == "does not replicate"
-    assert outcome("QSD better", "not comparable: dropout not converged") == \
-        "not tested (fresh seeds: not comparable: dropout not converged)"
-    assert outcome("not comparable: x", "") == "not tested (seeds of the main results: not comparable: x; fresh seeds: not run)"
+    assert outcome("QSD better", "not comparable: dropout not converged") == "not tested (fresh seeds withheld)"
+    assert outcome("not comparable: x", "") == "not tested (main seeds withheld, fresh seeds not run)"
+    assert outcome("QSD worse", "not run at cpu scale: no seed has a finished run") == "not tested (fresh seeds not run)"
     main, fresh = tmp_path / "main", tmp_path / "main" / "replication"
     mlp, rt = "MLP / MNIST (error %)", "LSTM / Rotten Tomatoes (error %)"
     cell = {"QSD - dropout": "-0.3 (5 pairs)", "paired t 95% CI": "[-0.6, -0.1]"}
@@ -108,7 +108,7 @@ def test_replication_judges_each_verdict_by_the_fixed_rule(tmp_path):
     rows = render_replication(main, fresh, "cpu")
     assert [(r["table"], r["experiment"][:4], r["comparison"][:3], r["outcome"][:14]) for r in rows] == [
         ("table3_tuned", "MLP ", "(b)", "replicates"), ("table3_tuned", "LSTM", "(b)", "does not repli"),
-        ("table3_tuned", "MLP ", "(a)", "replicates"), ("table1_summary", "CNN+", "(a)", "not tested (se")]
+        ("table3_tuned", "MLP ", "(a)", "replicates"), ("table1_summary", "CNN+", "(a)", "not tested (ma")]
     assert rows[1]["main: QSD - dropout [95% CI]"] == "-0.3 (5 pairs) [-0.6, -0.1]"
     assert "fixed before any fresh seed trained" in (fresh / "replication.md").read_text()
 

@@ -17,13 +17,14 @@ def word(verdict: str) -> str | None:
 
 
 def outcome(original: str, fresh: str) -> str:
-    """``replicates``, ``does not replicate``, or ``not tested: <why>``, from the two verdict cells."""
+    """``replicates``, ``does not replicate``, or ``not tested (<which side> withheld | not run)``, from the
+    two verdict cells (their reasons are in the cells)."""
     a, b = word(original), word(fresh)
     if a and b:
         return "replicates" if a == b else "does not replicate"
-    withheld = [f"{side}: {v or 'not run'}" for side, v, w in (("seeds of the main results", original, a),
-                                                                ("fresh seeds", fresh, b)) if not w]
-    return "not tested (" + "; ".join(withheld) + ")"
+    why = [f"{side} {'not run' if not v or v.startswith('not run') else 'withheld'}"
+           for side, v, w in (("main seeds", original, a), ("fresh seeds", fresh, b)) if not w]
+    return f"not tested ({', '.join(why)})"
 
 
 def comparisons(res: Path) -> dict[tuple[str, str], dict]:
