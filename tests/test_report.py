@@ -70,10 +70,10 @@ def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
     a, b = sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*"))
     out = tmp_path / "out"
     collect({a: {"figures": "fig2_mlp_curves"}, b: {"figures": "fig6_cnn"}}, out)
-    assert provenance(out, "fig2_mlp_curves").startswith("runs (seeds 0) at commit aaa1111; drawn at commit ")
+    assert provenance(out, "fig2_mlp_curves").startswith("runs (seed 0) at commit aaa1111; drawn at commit ")
     assert provenance(out, "table1_summary").startswith("runs (seeds 0-1) at commit aaa1111, bbb2222; drawn at ")  # uses fig2, fig6
     assert provenance(out, "fig1_masks").startswith("drawn at commit ")  # no runs: sampling only
-    assert provenance(out, "fig2_mlp_curves_extra").startswith("runs (seeds 0) at commit aaa1111; ")  # a second table of fig2
+    assert provenance(out, "fig2_mlp_curves_extra").startswith("runs (seed 0) at commit aaa1111; ")  # a second table of fig2
 
 
 def test_replication_judges_each_verdict_by_the_fixed_rule(tmp_path):

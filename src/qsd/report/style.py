@@ -51,8 +51,8 @@ def provenance(out: Path, stem: str) -> str:
     drawn = f"drawn at commit {git_commit()}"
     if not rows:
         return drawn
-    commits = sorted({row.get("commit") or "unknown" for row in rows})
-    return f"runs (seeds {spans({int(row['seed']) for row in rows})}) at commit {', '.join(commits)}; {drawn}"
+    commits, seeds = sorted({row.get("commit") or "unknown" for row in rows}), {int(row["seed"]) for row in rows}
+    return f"runs (seed{'s' * (len(seeds) > 1)} {spans(seeds)}) at commit {', '.join(commits)}; {drawn}"
 
 
 def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:
