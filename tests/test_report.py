@@ -63,8 +63,8 @@ def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
     from qsd.report.style import provenance, spans
 
     assert spans({0, 1, 2, 3, 4}) == "0-4" and spans({5, 6, 9}) == "5-6, 9" and spans({3}) == "3"
-    for name, reg, commit in (("dropout-seed0-aaaa", "dropout", "aaa1111"), ("qsd-seed1-bbbb", "qsd", "bbb2222")):
-        _fake_run(tmp_path / "runs", name, reg, int(name[len(reg) + 5]))
+    for name, reg, seed, commit in (("dropout-seed0-aaaa", "dropout", 0, "aaa1111"), ("qsd-seed1-bbbb", "qsd", 1, "bbb2222")):
+        _fake_run(tmp_path / "runs", name, reg, seed)
         summary = tmp_path / "runs" / "cpu" / "mlp_mnist" / name / "summary.json"
         summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": commit}}))
     a, b = sorted((tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*"))

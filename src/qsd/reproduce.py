@@ -33,7 +33,7 @@ from .paths import ROOT
 from .report import recipes
 from .report.collect import collect
 from .report.figures import RENDERERS
-from .report.replication import render_replication
+from .report.replication import TABLES, render_replication
 from .runqueue import Queue, auto_jobs, clock, estimates
 from .train import ConfigError
 
@@ -53,7 +53,9 @@ def manifests() -> list[dict]:
 def render(out: Path, scale: str, only: list[str] | None = None, replication_of: Path | None = None) -> list[str]:
     """Draw every figure and table (or those in ``only``) from the collected files in ``out``
     (``results/<scale>/``); for a replication (``replication_of``: the main results' folder), also the
-    table of its verdicts beside the main ones."""
+    table of its verdicts beside the main ones, after redrawing the tables that one reads."""
+    if replication_of and only:
+        only = [*only, *TABLES]  # replication.md reads them: never a stale one
     drawn = []
     for m in manifests():
         if not only or m["id"] in only:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .stats import VERDICTS
 from .tables import read_csv, write_table
 
-WORDS = ("QSD better", "QSD worse", "no detectable difference")
-TABLES = ("table3_tuned", "table1_summary")  # table1's comparisons are table3's (a), for every experiment
+TABLES = ("table3_tuned", "table1_summary")  # the tables it compares; table1's rows are table3's (a), for every experiment
 
 
 def word(verdict: str) -> str | None:
     """The verdict's word (``QSD worse (lost 1 of 5 seeds)`` -> ``QSD worse``), or None where it was withheld
     or not run."""
-    return next((w for w in WORDS if verdict.startswith(w)), None)
+    return next((w for w in VERDICTS if verdict.startswith(w)), None)
 
 
 def outcome(original: str, fresh: str) -> str:

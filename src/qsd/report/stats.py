@@ -40,6 +40,9 @@ def paired_difference(a: dict[int, float], b: dict[int, float], seed: int = 0) -
     return out
 
 
+VERDICTS = ("QSD better", "QSD worse", "no detectable difference")  # what ``verdict`` says
+
+
 def verdict(diff: dict[str, float], lower_is_better: bool = True) -> str:
     """Words for a QSD - dropout difference, from its paired t interval: QSD better / no detectable
     difference / QSD worse."""
@@ -48,4 +51,4 @@ def verdict(diff: dict[str, float], lower_is_better: bool = True) -> str:
         return "too few seeds to tell"
     better = hi < 0 if lower_is_better else lo > 0
     worse = lo > 0 if lower_is_better else hi < 0
-    return "QSD better" if better else "QSD worse" if worse else "no detectable difference"
+    return VERDICTS[0] if better else VERDICTS[1] if worse else VERDICTS[2]
