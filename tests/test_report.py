@@ -137,7 +137,7 @@ def _row(reg, seed, hidden, valid, test, status="completed", run=None):
 
 
 def test_tuned_arm_picks_each_seeds_rate_on_validation_never_on_test():
-    from qsd.report.figures import _tuned_arm
+    from qsd.report.result_tables import _tuned_arm
 
     grid = [{"rate_input": 0.2, "rate_hidden": h} for h in (0.3, 0.5, 0.7)]
     rows = [_row("dropout", 0, 0.3, valid=2.0, test=1.0), _row("dropout", 0, 0.5, valid=1.5, test=3.0),
@@ -150,7 +150,7 @@ def test_tuned_arm_picks_each_seeds_rate_on_validation_never_on_test():
 
 
 def test_picks_on_the_grids_edge_are_counted():
-    from qsd.report.figures import _picks
+    from qsd.report.result_tables import _picks
 
     assert _picks({0: 0.5, 1: 0.3}, [0.3, 0.5, 0.7]) == "0.5, 0.3 (1 at the grid's lowest)"
     assert _picks({0: 0.5, 1: 0.5}, [0.3, 0.5, 0.7]) == "0.5, 0.5"

@@ -30,15 +30,15 @@ import torch
 from . import runstore, suite
 from .io import write_text
 from .paths import ROOT
-from .report import recipes
+from .report import figures, recipes, result_tables
 from .report.collect import collect
-from .report.figures import RENDERERS
 from .report.replication import TABLES, render_replication
 from .runqueue import Queue, auto_jobs, clock, estimates
 from .train import ConfigError
 
 log = logging.getLogger("qsd.reproduce")
 BENCH_REPEATS = {"smoke": 3, "cpu": 30, "paper": 100}
+RENDERERS = figures.RENDERERS | result_tables.RENDERERS  # a manifest's `render` -> its function
 
 
 def manifests() -> list[dict]:

@@ -1,2 +1,3 @@
 """From run directories to results: ``collect`` gathers runs into CSV files, ``stats`` summarises
-seeds, ``figures`` renders every figure and table from the collected files alone."""
+seeds, ``compare`` and ``gate`` give the verdicts, ``figures`` and ``result_tables`` render every figure
+and table from the collected files alone."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .gate import baseline_gate, further_gain
+from .select import recipe_runs
 from .stats import mean_ci, paired_difference, verdict
 from .tables import fmt, group, read_csv
 
@@ -86,4 +87,21 @@ def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object
                          f"{', '.join(sorted(set(qsd.lost.values())))})"
     else:
         out["verdict"] = verdict(d)
+    return out
+
+
+def arms(rows: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str, str], dict]) -> dict[str, Arm]:
+    """regulariser -> Arm."""
+    return {reg: arm(rr, curves, longer) for reg, rr in group(rows, lambda r: r["regulariser"]).items()}
+
+
+def recipe_comparison(res: Path, experiment: str) -> dict:
+    """The recipe-rate comparison of ``experiment``: its arms and ``compare``'s result."""
+    curves = valid_curves(read_csv(res / "curves.csv"))
+    a = arms(recipe_runs(read_runs(res), experiment), curves, longer_runs(res))
+    out = {"arms": a}
+    if "dropout" in a and "qsd" in a:
+        out.update(compare(a["dropout"], a["qsd"], a.get("none")))
+    else:
+        out["verdict"] = "not comparable: no dropout and QSD runs to compare"
     return out

@@ -1,4 +1,4 @@
-"""Every figure and table, drawn from the collected files in ``results/<scale>/`` alone.
+"""Every figure, drawn from the collected files in ``results/<scale>/`` alone.
 
 Each ``render_<id>(res, scale)`` reads CSVs in ``res`` and writes ``<id>.png/.pdf`` plus the table of
 the numbers behind it (``<id>.csv/.md``). Values are means over seeds with 95% intervals.
@@ -12,59 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import store as data_store
 from ..regularisers import build
 from . import recipes
-from .compare import Arm, arm, compare, longer_runs, read_runs, valid_curves
-from .gate import RULE, SHORT_RULE
+from .compare import read_runs, recipe_comparison
+from .gate import SHORT_RULE
+from .select import absent_reason, by_reg, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs
 from .stats import mean_ci, paired_difference, verdict
 from .style import COLOURS, COLUMN_W, LABELS, plt, save
-from .tables import fmt, group, read_csv, write_table
-
-REGS = ["none", "dropout", "gaussian", "qsd"]
-
-
-def is_default_qsd(r: dict) -> bool:
-    return r["regulariser"] != "qsd" or all(r.get(k) == v for k, v in recipes.default_qsd().items())
-
-
-def recipe_runs(rows: list[dict], experiment: str) -> list[dict]:
-    """Runs of ``experiment`` at its recipe's rates with default QSD settings, whatever their status."""
-    rates = recipes.recipe_rates(experiment)
-    return [r for r in rows if r["experiment"] == experiment and all(r.get(k) == v for k, v in rates.items())
-            and is_default_qsd(r)]
-
-
-def main_runs(rows: list[dict], experiment: str) -> list[dict]:
-    """The completed ``recipe_runs``."""
-    return [r for r in recipe_runs(rows, experiment) if r["status"] == "completed"]
-
-
-def not_testable(experiment: str, scale: str) -> str | None:
-    """Why ``experiment`` is not run at ``scale`` (a manifest's ``not_testable``), or None."""
-    for m in recipes.manifests().values():
-        reason = (m.get("not_testable") or {}).get(experiment, {}).get(scale)
-        if reason:
-            return reason
-    return None
-
-
-def arms(rows: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str, str], dict]) -> dict[str, Arm]:
-    """regulariser -> Arm."""
-    return {reg: arm(rr, curves, longer) for reg, rr in group(rows, lambda r: r["regulariser"]).items()}
-
-
-def by_reg(rows: list[dict], value: str) -> dict[str, dict[int, float]]:
-    """regulariser -> seed -> value."""
-    out: dict[str, dict[int, float]] = {}
-    for r in rows:
-        if r.get(value, "") != "":
-            out.setdefault(r["regulariser"], {})[r["seed"]] = float(r[value])
-    return out
-
-
-def ordered(regs) -> list[str]:
-    return [g for g in REGS if g in regs] + sorted(set(regs) - set(REGS))
+from .tables import group, read_csv, write_missing, write_table
 
 
 def _bar_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dict]:
@@ -80,11 +35,6 @@ def _bar_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dic
     return rows
 
 
-def _on_grid(r: dict, grid: list[dict[str, float]]) -> dict[str, float] | None:
-    """The grid point ``r`` was run at (its rates agree on every slot the point names), or None."""
-    return next((g for g in grid if all(r.get(k) == v for k, v in g.items())), None)
-
-
 def plain_log_axis(ax) -> None:
     """Log scale with plain numbers (2, 3, 4) rather than 2 x 10^0."""
     from matplotlib.ticker import LogLocator, ScalarFormatter
@@ -95,22 +45,6 @@ def plain_log_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(plt.NullFormatter())
 
 
-def absent_reason(experiment: str, scale: str) -> str:
-    """Why ``experiment`` has no finished runs: not run at this scale (and why), its data set must be
-    supplied by the user, or it has not been run yet."""
-    if reason := not_testable(experiment, scale):
-        return f"not run at {scale} scale: {reason}"
-    data = recipes.experiment_data(experiment)
-    if data_store.spec(data).obtain is None:
-        return f"no runs: needs user-supplied {data} data, which cannot be fetched here (see README: data)"
-    return "no finished runs yet at this scale"
-
-
-def _missing(res: Path, stem: str, scale: str, what: str) -> None:
-    write_table(res, stem, [{"status": f"no completed runs for {what} at this scale"}], scale, stem)
-
-
-# ------------------------------------------------------------------ figures
 def render_fig1_masks(res: Path, scale: str) -> None:
     torch.manual_seed(0)
     cases = [("dropout", {}), ("qsd", {"n": 4, "cv": 0.0, "alpha": math.inf}), ("qsd", {}),
@@ -145,7 +79,7 @@ def render_fig2_mlp_curves(res: Path, scale: str) -> None:
     runs = {r["run"] for r in main_runs(read_runs(res), "mlp_mnist")}
     curves = [c for c in read_csv(res / "curves.csv") if c["run"] in runs and c.get("test_error", "") != ""]
     if not curves:
-        return _missing(res, "fig2_mlp_curves", scale, "mlp_mnist")
+        return write_missing(res, "fig2_mlp_curves", scale, "mlp_mnist")
     fig, ax = plt.subplots(figsize=(COLUMN_W, 2.4))
     rows = []
     for reg, rr in sorted(group(curves, lambda c: c["regulariser"]).items(), key=lambda kv: ordered([kv[0]])):
@@ -168,9 +102,9 @@ def render_fig2_mlp_curves(res: Path, scale: str) -> None:
 def render_fig3_mlp_rates(res: Path, scale: str) -> None:
     grid = recipes.rate_grid("fig3_mlp_rates", "mlp_mnist")
     runs = [r for r in read_runs(res) if r["experiment"] == "mlp_mnist" and r["status"] == "completed"
-            and r["regulariser"] in ("dropout", "qsd") and is_default_qsd(r) and _on_grid(r, grid)]
+            and r["regulariser"] in ("dropout", "qsd") and is_default_qsd(r) and on_grid(r, grid)]
     if not runs:
-        return _missing(res, "fig3_mlp_rates", scale, "mlp_mnist rate sweep")
+        return write_missing(res, "fig3_mlp_rates", scale, "mlp_mnist rate sweep")
     fig, ax = plt.subplots(figsize=(COLUMN_W, 2.4))
     rows = []
     for reg in ordered({r["regulariser"] for r in runs}):
@@ -195,7 +129,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
     runs = {r["run"] for r in main_runs(read_runs(res), "mlp_mnist")}
     sp = [s for s in read_csv(res / "sparsity.csv") if s["run"] in runs]
     if not sp:
-        return _missing(res, "fig4_sparsity", scale, "mlp_mnist")
+        return write_missing(res, "fig4_sparsity", scale, "mlp_mnist")
     layers = sorted({s["layer"] for s in sp}, key=lambda x: (len(str(x)), str(x)))
     regs = ordered({s["regulariser"] for s in sp})
     fig, axes = plt.subplots(1, len(SPARSITY), figsize=(2 * COLUMN_W, 2.2))
@@ -235,7 +169,7 @@ def render_fig5_weights(res: Path, scale: str) -> None:
     ks = [k for k in read_csv(res / "weights_ks.csv") if k["experiment"] == "mlp_mnist"
           and all(k.get(a) == b for a, b in recipes.recipe_rates("mlp_mnist").items())]
     if not w:
-        return _missing(res, "fig5_weights", scale, "mlp_mnist dropout + qsd")
+        return write_missing(res, "fig5_weights", scale, "mlp_mnist dropout + qsd")
     layers = sorted({x["layer"] for x in w}, key=lambda x: (len(str(x)), str(x)))
     fig, axes = plt.subplots(2, len(layers), figsize=(2 * COLUMN_W, 3.2))
     rows = []
@@ -305,7 +239,7 @@ def render_fig7_lstm_lm(res: Path, scale: str) -> None:
     if not runs:
         reason = not_testable("lstm_ptb", scale)
         return write_table(res, "fig7_lstm_lm", [{"status": f"not testable at {scale} scale: {reason}"}], scale,
-                           "fig7_lstm_lm") if reason else _missing(res, "fig7_lstm_lm", scale, "lstm_ptb")
+                           "fig7_lstm_lm") if reason else write_missing(res, "fig7_lstm_lm", scale, "lstm_ptb")
     ids = {r["run"] for r in runs}
     curves = [c for c in read_csv(res / "curves.csv") if c["run"] in ids]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(2 * COLUMN_W, 2.3))
@@ -341,7 +275,7 @@ def render_fig8_sentiment(res: Path, scale: str) -> None:
 def render_fig9_sensitivity(res: Path, scale: str) -> None:
     runs = [r for r in read_runs(res) if r["experiment"] == "mlp_sensitivity" and r["status"] == "completed"]
     if not runs:
-        return _missing(res, "fig9_sensitivity", scale, "mlp_sensitivity")
+        return write_missing(res, "fig9_sensitivity", scale, "mlp_sensitivity")
     sp = group([s for s in read_csv(res / "sparsity.csv") if s["experiment"] == "mlp_sensitivity"], lambda s: s["run"])
     for r in runs:
         layers = sp.get(r["run"], [])
@@ -394,168 +328,6 @@ def render_fig9_sensitivity(res: Path, scale: str) -> None:
     write_table(res, "fig9_sensitivity", rows, scale, "QSD sensitivity (MLP, MNIST): validation and test error (%) and "
                 "mean zero fraction; the best setting is the one with the lowest validation error")
 
-
-EXPERIMENT_NAMES = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_mnist": "CNN / MNIST (error %)",
-                    "cnn_fashion": "CNN / Fashion-MNIST (error %)",
-                    "cnn_fashion_extra": "CNN+BN+WD+aug / Fashion-MNIST (error %)",
-                    "wrn_cifar10": "WRN / CIFAR-10 (error %)", "lstm_ptb": "LSTM LM / PTB (test perplexity)",
-                    "lstm_imdb": "LSTM / IMDB (error %)", "lstm_rt": "LSTM / Rotten Tomatoes (error %)"}
-
-
-def recipe_comparison(res: Path, experiment: str) -> dict:
-    """The recipe-rate comparison of ``experiment``: its arms and ``compare``'s result."""
-    curves = valid_curves(read_csv(res / "curves.csv"))
-    a = arms(recipe_runs(read_runs(res), experiment), curves, longer_runs(res))
-    out = {"arms": a}
-    if "dropout" in a and "qsd" in a:
-        out.update(compare(a["dropout"], a["qsd"], a.get("none")))
-    else:
-        out["verdict"] = "not comparable: no dropout and QSD runs to compare"
-    return out
-
-
-def _comparison_cells(c: dict) -> dict[str, str]:
-    return {"QSD - dropout": f"{fmt(c['qsd_minus_dropout'])} ({c['n_pairs']} pairs)",
-            "paired t 95% CI": f"[{fmt(c['t_lo'])}, {fmt(c['t_hi'])}]",
-            "bootstrap 95% CI": f"[{fmt(c['boot_lo'])}, {fmt(c['boot_hi'])}]",
-            "dropout's further gain": c["dropout_gain"], "verdict": c["verdict"]}
-
-
-def render_table1_summary(res: Path, scale: str) -> None:
-    runs = read_runs(res)
-    rows = []
-    for e, label in EXPERIMENT_NAMES.items():
-        if not recipe_runs(runs, e):
-            reason = not_testable(e, scale)
-            if reason:
-                rows.append({"experiment": label, "verdict": f"not testable at {scale} scale: {reason}"})
-            continue
-        c = recipe_comparison(res, e)
-        row = {"experiment": label, **{reg: c["arms"][reg].cell() for reg in ordered(c["arms"])}}
-        if "qsd_minus_dropout" in c:
-            row.update(_comparison_cells(c))
-        else:
-            row["verdict"] = c["verdict"]
-        rows.append(row)
-    if not rows:
-        return _missing(res, "table1_summary", scale, "any experiment")
-    keys = ["experiment", *ordered({k for r in rows for k in r if k in REGS}), "QSD - dropout", "paired t 95% CI",
-            "bootstrap 95% CI", "dropout's further gain", "verdict"]
-    write_table(res, "table1_summary", [{k: r.get(k, "") for k in keys} for r in rows], scale,
-                "Final test metric per regulariser at the recipe's rates (mean ± sd over seeds; lost seeds counted) "
-                "and the paired QSD - dropout difference (negative = QSD better; verdict from the paired t interval). "
-                + RULE)
-
-
-# experiment -> (row label, the rate slot that names a point of its grid)
-TUNED = {"mlp_mnist": ("MLP / MNIST (error %)", "hidden"), "cnn_fashion": ("CNN / Fashion-MNIST (error %)", "hidden"),
-         "lstm_imdb": ("LSTM / IMDB (error %)", "output"), "lstm_rt": ("LSTM / Rotten Tomatoes (error %)", "output")}
-
-
-def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str,
-               longer: dict[tuple[str, str], dict] | None = None) -> tuple[Arm, dict[int, float]]:
-    """Per seed, the grid point with the lowest final validation metric (ties: the lower rate), and
-    that run's test metric: the Arm of the chosen runs and seed -> chosen rate of ``slot``. A seed
-    with a diverged or failed run at some rate is judged on the rates that completed; a seed without
-    a finished run at every grid point is left out."""
-    chosen: dict[int, dict] = {}
-    for seed, rr in group([r for r in rows if _on_grid(r, grid)], lambda r: r["seed"]).items():
-        if len({tuple(sorted(_on_grid(r, grid).items())) for r in rr}) < len(grid):
-            continue
-        done = [r for r in rr if r["status"] == "completed" and r.get("valid_" + r["metric"], "") != ""]
-        if done:
-            chosen[seed] = min(done, key=lambda r: (float(r["valid_" + r["metric"]]), r["rate_" + slot]))
-        else:
-            chosen[seed] = rr[0]
-    return arm(list(chosen.values()), curves, longer), {s: r["rate_" + slot] for s, r in chosen.items()}
-
-
-def _picks(picked: dict[int, float], grid: list[float]) -> str:
-    """The rates picked, by seed, and how many lie on the grid's edge (the best rate may lie beyond it):
-    ``0.1, 0.1, 0.3 (2 at the grid's lowest)``."""
-    text = ", ".join(f"{picked[s]:g}" for s in sorted(picked))
-    edges = [f"{n} at the grid's {side}" for side, edge in (("lowest", min(grid)), ("highest", max(grid)))
-             if (n := sum(r == edge for r in picked.values()))]
-    return text + (f" ({', '.join(edges)})" if edges else "")
-
-
-def render_table3_tuned(res: Path, scale: str) -> None:
-    runs, curves, longer = read_runs(res), valid_curves(read_csv(res / "curves.csv")), longer_runs(res)
-    rows = []
-    for e, (label, slot) in TUNED.items():
-        sel = [r for r in runs if r["experiment"] == e and is_default_qsd(r)]
-        if not sel:
-            continue
-        grid = recipes.rate_grid("table3_tuned", e)
-        none = arm([r for r in recipe_runs(runs, e) if r["regulariser"] == "none"], curves)
-        tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot, longer)
-                 for reg in ("dropout", "qsd")}
-        recipe = recipe_comparison(res, e)["arms"]
-        cases = []
-        if all(a.test or a.lost for a, _ in tuned.values()):
-            cases.append(("(b) each at its validation-best rate", tuned["dropout"], tuned["qsd"]))
-        else:
-            rows.append({"experiment": label, "comparison": "(b) each at its validation-best rate",
-                         "verdict": f"not run at {scale} scale: no seed has a finished run at every rate of the grid"})
-        if "dropout" in recipe and "qsd" in recipe:
-            cases.append(("(a) recipe rate", (recipe["dropout"], {}), (recipe["qsd"], {})))
-        for mapping, what in (("failure", "equal P(m=0)"), ("variance", "equal Var(m)")):
-            matched = [r for r in runs if r["experiment"] == e and r["regulariser"] == "qsd" and r.get("mapping") == mapping
-                       and all(r.get(k) == v for k, v in recipes.recipe_rates(e).items())]
-            if matched and "dropout" in recipe:
-                cases.append((f"(c) recipe rate, QSD at {what} ({mapping} mapping)", (recipe["dropout"], {}),
-                              (arm(matched, curves), {})))
-        for comparison, (d_arm, d_rates), (q_arm, q_rates) in cases:
-            c = compare(d_arm, q_arm, none if none.test else None)
-            for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
-                rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,
-                             "best_rate": _picks(picked, [g["rate_" + slot] for g in grid]) if picked else "recipe",
-                             "test": a.cell(), **(_comparison_cells(c) if reg == "qsd" else
-                                                  {k: "" for k in _comparison_cells(c)})})
-    if not rows:
-        return _missing(res, "table3_tuned", scale, "the rate grids of " + " / ".join(TUNED))
-    keys = ["experiment", "comparison", "regulariser", "best_rate", "test", "QSD - dropout", "paired t 95% CI",
-            "bootstrap 95% CI", "dropout's further gain", "verdict"]
-    write_table(res, "table3_tuned", [{k: r.get(k, "") for k in keys} for r in rows], scale,
-                "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP "
-                "and CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by "
-                "seed and how many lie on the grid's edge, where the best rate may lie beyond it), (c) QSD at dropout's "
-                "P(m=0) or Var(m). The headline is (b). " + RULE)
-
-
-ANCHORS = [  # (anchor, experiment, regulariser, published, unit, scales)
-    ("zaremba_small_ptb_test_ppl", "lstm_ptb_small", "none", 114.5, "test perplexity", ("cpu", "paper")),
-    ("zaremba_medium_ptb_test_ppl", "lstm_ptb", "dropout", 82.7, "test perplexity", ("paper",)),
-]
-
-
-def render_anchors(res: Path, scale: str) -> None:
-    runs = read_runs(res)
-    rows = []
-    for anchor, e, reg, published, unit, scales in ANCHORS:
-        if scale not in scales:
-            continue
-        done = [r for r in main_runs(runs, e) if r["regulariser"] == reg]
-        s = mean_ci([r["test_metric"] for r in done])
-        within = abs(s["mean"] - published) <= 0.03 * published if done else False
-        rows.append({"anchor": anchor, "published": published, "measured": s["mean"] if done else "not run",
-                     "unit": unit, "command": f"qsd-train experiment={e} regulariser={reg} scale={scale} seed=0"
-                                              + (f"..{s['n'] - 1} (mean)" if s["n"] > 1 else ""),
-                     "seeds": s["n"], "within_3pct": within})
-    if not rows:
-        return _missing(res, "anchors", scale, "any published anchor")
-    write_table(res, "anchors", rows, scale, "Published numbers the recipes' baselines must reach (within 3%)")
-
-
-def render_table2_cost(res: Path, scale: str) -> None:
-    path = res / "cost.json"
-    if not path.exists():
-        return _missing(res, "table2_cost", scale, "cost benchmark (run `make reproduce-all` or benchmarks/bench_step.py)")
-    cost = json.loads(path.read_text())
-    rows = [{"model": m, "regulariser": reg, **v} for m, regs in cost["models"].items() for reg, v in regs.items()]
-    write_table(res, "table2_cost", rows, scale,
-                f"Training-step time and saved-activation memory relative to dropout ({cost['device']}, "
-                f"{cost['threads']} threads, median of {cost['repeats']} steps)")
 
 
 RENDERERS = {name[len("render_"):]: fn for name, fn in globals().items() if name.startswith("render_")}

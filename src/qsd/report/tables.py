@@ -56,3 +56,8 @@ def write_table(out: Path, stem: str, rows: list[dict], scale: str, title: str) 
           "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
     write_text(out / f"{stem}.md", "\n".join(md) + "\n")
+
+
+def write_missing(res: Path, stem: str, scale: str, what: str) -> None:
+    """``stem.csv/.md`` saying there are no completed runs for ``what`` at this scale."""
+    write_table(res, stem, [{"status": f"no completed runs for {what} at this scale"}], scale, stem)

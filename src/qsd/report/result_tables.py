@@ -1,0 +1,170 @@
+"""The tables that carry the verdicts and the numbers README quotes: table1 (recipe rates), table3
+(best-vs-best and matched mask statistics), the published anchors and table2 (cost), each drawn from the
+collected files in ``results/<scale>/`` alone by ``render_<id>(res, scale)``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import recipes
+from .compare import Arm, arm, compare, longer_runs, read_runs, recipe_comparison, valid_curves
+from .gate import RULE
+from .select import REGS, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs
+from .stats import mean_ci
+from .tables import fmt, group, read_csv, write_missing, write_table
+
+
+EXPERIMENT_NAMES = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_mnist": "CNN / MNIST (error %)",
+                    "cnn_fashion": "CNN / Fashion-MNIST (error %)",
+                    "cnn_fashion_extra": "CNN+BN+WD+aug / Fashion-MNIST (error %)",
+                    "wrn_cifar10": "WRN / CIFAR-10 (error %)", "lstm_ptb": "LSTM LM / PTB (test perplexity)",
+                    "lstm_imdb": "LSTM / IMDB (error %)", "lstm_rt": "LSTM / Rotten Tomatoes (error %)"}
+
+
+
+def _comparison_cells(c: dict) -> dict[str, str]:
+    return {"QSD - dropout": f"{fmt(c['qsd_minus_dropout'])} ({c['n_pairs']} pairs)",
+            "paired t 95% CI": f"[{fmt(c['t_lo'])}, {fmt(c['t_hi'])}]",
+            "bootstrap 95% CI": f"[{fmt(c['boot_lo'])}, {fmt(c['boot_hi'])}]",
+            "dropout's further gain": c["dropout_gain"], "verdict": c["verdict"]}
+
+
+def render_table1_summary(res: Path, scale: str) -> None:
+    runs = read_runs(res)
+    rows = []
+    for e, label in EXPERIMENT_NAMES.items():
+        if not recipe_runs(runs, e):
+            reason = not_testable(e, scale)
+            if reason:
+                rows.append({"experiment": label, "verdict": f"not testable at {scale} scale: {reason}"})
+            continue
+        c = recipe_comparison(res, e)
+        row = {"experiment": label, **{reg: c["arms"][reg].cell() for reg in ordered(c["arms"])}}
+        if "qsd_minus_dropout" in c:
+            row.update(_comparison_cells(c))
+        else:
+            row["verdict"] = c["verdict"]
+        rows.append(row)
+    if not rows:
+        return write_missing(res, "table1_summary", scale, "any experiment")
+    keys = ["experiment", *ordered({k for r in rows for k in r if k in REGS}), "QSD - dropout", "paired t 95% CI",
+            "bootstrap 95% CI", "dropout's further gain", "verdict"]
+    write_table(res, "table1_summary", [{k: r.get(k, "") for k in keys} for r in rows], scale,
+                "Final test metric per regulariser at the recipe's rates (mean ± sd over seeds; lost seeds counted) "
+                "and the paired QSD - dropout difference (negative = QSD better; verdict from the paired t interval). "
+                + RULE)
+
+
+# experiment -> (row label, the rate slot that names a point of its grid)
+TUNED = {"mlp_mnist": ("MLP / MNIST (error %)", "hidden"), "cnn_fashion": ("CNN / Fashion-MNIST (error %)", "hidden"),
+         "lstm_imdb": ("LSTM / IMDB (error %)", "output"), "lstm_rt": ("LSTM / Rotten Tomatoes (error %)", "output")}
+
+
+def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str,
+               longer: dict[tuple[str, str], dict] | None = None) -> tuple[Arm, dict[int, float]]:
+    """Per seed, the grid point with the lowest final validation metric (ties: the lower rate), and
+    that run's test metric: the Arm of the chosen runs and seed -> chosen rate of ``slot``. A seed
+    with a diverged or failed run at some rate is judged on the rates that completed; a seed without
+    a finished run at every grid point is left out."""
+    chosen: dict[int, dict] = {}
+    for seed, rr in group([r for r in rows if on_grid(r, grid)], lambda r: r["seed"]).items():
+        if len({tuple(sorted(on_grid(r, grid).items())) for r in rr}) < len(grid):
+            continue
+        done = [r for r in rr if r["status"] == "completed" and r.get("valid_" + r["metric"], "") != ""]
+        if done:
+            chosen[seed] = min(done, key=lambda r: (float(r["valid_" + r["metric"]]), r["rate_" + slot]))
+        else:
+            chosen[seed] = rr[0]
+    return arm(list(chosen.values()), curves, longer), {s: r["rate_" + slot] for s, r in chosen.items()}
+
+
+def _picks(picked: dict[int, float], grid: list[float]) -> str:
+    """The rates picked, by seed, and how many lie on the grid's edge (the best rate may lie beyond it):
+    ``0.1, 0.1, 0.3 (2 at the grid's lowest)``."""
+    text = ", ".join(f"{picked[s]:g}" for s in sorted(picked))
+    edges = [f"{n} at the grid's {side}" for side, edge in (("lowest", min(grid)), ("highest", max(grid)))
+             if (n := sum(r == edge for r in picked.values()))]
+    return text + (f" ({', '.join(edges)})" if edges else "")
+
+
+def render_table3_tuned(res: Path, scale: str) -> None:
+    runs, curves, longer = read_runs(res), valid_curves(read_csv(res / "curves.csv")), longer_runs(res)
+    rows = []
+    for e, (label, slot) in TUNED.items():
+        sel = [r for r in runs if r["experiment"] == e and is_default_qsd(r)]
+        if not sel:
+            continue
+        grid = recipes.rate_grid("table3_tuned", e)
+        none = arm([r for r in recipe_runs(runs, e) if r["regulariser"] == "none"], curves)
+        tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot, longer)
+                 for reg in ("dropout", "qsd")}
+        recipe = recipe_comparison(res, e)["arms"]
+        cases = []
+        if all(a.test or a.lost for a, _ in tuned.values()):
+            cases.append(("(b) each at its validation-best rate", tuned["dropout"], tuned["qsd"]))
+        else:
+            rows.append({"experiment": label, "comparison": "(b) each at its validation-best rate",
+                         "verdict": f"not run at {scale} scale: no seed has a finished run at every rate of the grid"})
+        if "dropout" in recipe and "qsd" in recipe:
+            cases.append(("(a) recipe rate", (recipe["dropout"], {}), (recipe["qsd"], {})))
+        for mapping, what in (("failure", "equal P(m=0)"), ("variance", "equal Var(m)")):
+            matched = [r for r in runs if r["experiment"] == e and r["regulariser"] == "qsd" and r.get("mapping") == mapping
+                       and all(r.get(k) == v for k, v in recipes.recipe_rates(e).items())]
+            if matched and "dropout" in recipe:
+                cases.append((f"(c) recipe rate, QSD at {what} ({mapping} mapping)", (recipe["dropout"], {}),
+                              (arm(matched, curves), {})))
+        for comparison, (d_arm, d_rates), (q_arm, q_rates) in cases:
+            c = compare(d_arm, q_arm, none if none.test else None)
+            for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
+                rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,
+                             "best_rate": _picks(picked, [g["rate_" + slot] for g in grid]) if picked else "recipe",
+                             "test": a.cell(), **(_comparison_cells(c) if reg == "qsd" else
+                                                  {k: "" for k in _comparison_cells(c)})})
+    if not rows:
+        return write_missing(res, "table3_tuned", scale, "the rate grids of " + " / ".join(TUNED))
+    keys = ["experiment", "comparison", "regulariser", "best_rate", "test", "QSD - dropout", "paired t 95% CI",
+            "bootstrap 95% CI", "dropout's further gain", "verdict"]
+    write_table(res, "table3_tuned", [{k: r.get(k, "") for k in keys} for r in rows], scale,
+                "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP "
+                "and CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by "
+                "seed and how many lie on the grid's edge, where the best rate may lie beyond it), (c) QSD at dropout's "
+                "P(m=0) or Var(m). The headline is (b). " + RULE)
+
+
+ANCHORS = [  # (anchor, experiment, regulariser, published, unit, scales)
+    ("zaremba_small_ptb_test_ppl", "lstm_ptb_small", "none", 114.5, "test perplexity", ("cpu", "paper")),
+    ("zaremba_medium_ptb_test_ppl", "lstm_ptb", "dropout", 82.7, "test perplexity", ("paper",)),
+]
+
+
+def render_anchors(res: Path, scale: str) -> None:
+    runs = read_runs(res)
+    rows = []
+    for anchor, e, reg, published, unit, scales in ANCHORS:
+        if scale not in scales:
+            continue
+        done = [r for r in main_runs(runs, e) if r["regulariser"] == reg]
+        s = mean_ci([r["test_metric"] for r in done])
+        within = abs(s["mean"] - published) <= 0.03 * published if done else False
+        rows.append({"anchor": anchor, "published": published, "measured": s["mean"] if done else "not run",
+                     "unit": unit, "command": f"qsd-train experiment={e} regulariser={reg} scale={scale} seed=0"
+                                              + (f"..{s['n'] - 1} (mean)" if s["n"] > 1 else ""),
+                     "seeds": s["n"], "within_3pct": within})
+    if not rows:
+        return write_missing(res, "anchors", scale, "any published anchor")
+    write_table(res, "anchors", rows, scale, "Published numbers the recipes' baselines must reach (within 3%)")
+
+
+def render_table2_cost(res: Path, scale: str) -> None:
+    path = res / "cost.json"
+    if not path.exists():
+        return write_missing(res, "table2_cost", scale, "cost benchmark (run `make reproduce-all` or benchmarks/bench_step.py)")
+    cost = json.loads(path.read_text())
+    rows = [{"model": m, "regulariser": reg, **v} for m, regs in cost["models"].items() for reg, v in regs.items()]
+    write_table(res, "table2_cost", rows, scale,
+                f"Training-step time and saved-activation memory relative to dropout ({cost['device']}, "
+                f"{cost['threads']} threads, median of {cost['repeats']} steps)")
+
+
+RENDERERS = {name[len("render_"):]: fn for name, fn in globals().items() if name.startswith("render_")}

@@ -1,0 +1,62 @@
+"""Which collected runs a figure or table reads: the recipe's rates, default QSD settings, a rate grid's
+points, and why an experiment has no runs at a scale."""
+from __future__ import annotations
+
+from ..data import store as data_store
+from . import recipes
+
+REGS = ["none", "dropout", "gaussian", "qsd"]
+
+
+def is_default_qsd(r: dict) -> bool:
+    return r["regulariser"] != "qsd" or all(r.get(k) == v for k, v in recipes.default_qsd().items())
+
+
+def recipe_runs(rows: list[dict], experiment: str) -> list[dict]:
+    """Runs of ``experiment`` at its recipe's rates with default QSD settings, whatever their status."""
+    rates = recipes.recipe_rates(experiment)
+    return [r for r in rows if r["experiment"] == experiment and all(r.get(k) == v for k, v in rates.items())
+            and is_default_qsd(r)]
+
+
+def main_runs(rows: list[dict], experiment: str) -> list[dict]:
+    """The completed ``recipe_runs``."""
+    return [r for r in recipe_runs(rows, experiment) if r["status"] == "completed"]
+
+
+def not_testable(experiment: str, scale: str) -> str | None:
+    """Why ``experiment`` is not run at ``scale`` (a manifest's ``not_testable``), or None."""
+    for m in recipes.manifests().values():
+        reason = (m.get("not_testable") or {}).get(experiment, {}).get(scale)
+        if reason:
+            return reason
+    return None
+
+
+def by_reg(rows: list[dict], value: str) -> dict[str, dict[int, float]]:
+    """regulariser -> seed -> value."""
+    out: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r.get(value, "") != "":
+            out.setdefault(r["regulariser"], {})[r["seed"]] = float(r[value])
+    return out
+
+
+def ordered(regs) -> list[str]:
+    return [g for g in REGS if g in regs] + sorted(set(regs) - set(REGS))
+
+
+def on_grid(r: dict, grid: list[dict[str, float]]) -> dict[str, float] | None:
+    """The grid point ``r`` was run at (its rates agree on every slot the point names), or None."""
+    return next((g for g in grid if all(r.get(k) == v for k, v in g.items())), None)
+
+
+def absent_reason(experiment: str, scale: str) -> str:
+    """Why ``experiment`` has no finished runs: not run at this scale (and why), its data set must be
+    supplied by the user, or it has not been run yet."""
+    if reason := not_testable(experiment, scale):
+        return f"not run at {scale} scale: {reason}"
+    data = recipes.experiment_data(experiment)
+    if data_store.spec(data).obtain is None:
+        return f"no runs: needs user-supplied {data} data, which cannot be fetched here (see README: data)"
+    return "no finished runs yet at this scale"
