@@ -35,6 +35,17 @@ def _bar_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dic
     return rows
 
 
+def _curve_panel(ax, rows: list[dict], reg: str, value: str) -> list[tuple[int, dict]]:
+    """One regulariser's seed-mean ``value`` by epoch with its 95% band; returns (epoch, mean_ci) pairs."""
+    epochs = sorted({c["epoch"] for c in rows})
+    stats = [mean_ci([c[value] for c in rows if c["epoch"] == e]) for e in epochs]
+    ax.plot(epochs, [s["mean"] for s in stats], color=COLOURS.get(reg), label=LABELS.get(reg, reg))
+    lo, hi = np.array([s["lo"] for s in stats]), np.array([s["hi"] for s in stats])
+    if not np.isnan(lo).all():
+        ax.fill_between(epochs, lo, hi, color=COLOURS.get(reg), alpha=0.2, lw=0)
+    return list(zip(epochs, stats))
+
+
 def plain_log_axis(ax) -> None:
     """Log scale with plain numbers (2, 3, 4) rather than 2 x 10^0."""
     from matplotlib.ticker import LogLocator, ScalarFormatter
@@ -83,14 +94,7 @@ def render_fig2_mlp_curves(res: Path, scale: str) -> None:
     fig, ax = plt.subplots(figsize=(COLUMN_W, 2.4))
     rows = []
     for reg, rr in sorted(group(curves, lambda c: c["regulariser"]).items(), key=lambda kv: ordered([kv[0]])):
-        epochs = sorted({c["epoch"] for c in rr})
-        stats = [mean_ci([c["test_error"] for c in rr if c["epoch"] == e]) for e in epochs]
-        mean = np.array([s["mean"] for s in stats])
-        ax.plot(epochs, mean, color=COLOURS.get(reg), label=LABELS.get(reg, reg))
-        lo, hi = np.array([s["lo"] for s in stats]), np.array([s["hi"] for s in stats])
-        if not np.isnan(lo).all():
-            ax.fill_between(epochs, lo, hi, color=COLOURS.get(reg), alpha=0.2, lw=0)
-        rows += [{"regulariser": reg, "epoch": e, **s} for e, s in zip(epochs, stats)]
+        rows += [{"regulariser": reg, "epoch": e, **s} for e, s in _curve_panel(ax, rr, reg, "test_error")]
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
     plain_log_axis(ax)
@@ -245,14 +249,8 @@ def render_fig7_lstm_lm(res: Path, scale: str) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(2 * COLUMN_W, 2.3))
     rows = []
     for reg, rr in group(curves, lambda c: c["regulariser"]).items():
-        epochs = sorted({c["epoch"] for c in rr})
-        stats = [mean_ci([c["valid_ppl"] for c in rr if c["epoch"] == e]) for e in epochs]
-        ax1.plot(epochs, [s["mean"] for s in stats], color=COLOURS.get(reg), label=LABELS.get(reg, reg))
-        lo, hi = np.array([s["lo"] for s in stats]), np.array([s["hi"] for s in stats])
-        if not np.isnan(lo).all():
-            ax1.fill_between(epochs, lo, hi, color=COLOURS.get(reg), alpha=0.2, lw=0)
         rows += [{"regulariser": reg, "epoch": e, **{f"valid_ppl_{k}": v for k, v in s.items()}}
-                 for e, s in zip(epochs, stats)]
+                 for e, s in _curve_panel(ax1, rr, reg, "valid_ppl")]
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("validation perplexity")
     plain_log_axis(ax1)
