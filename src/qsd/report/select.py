@@ -5,10 +5,11 @@ from __future__ import annotations
 from ..data import store as data_store
 from . import recipes
 
-REGS = ["none", "dropout", "gaussian", "qsd"]
+REGS = ["none", "dropout", "gaussian", "qsd"]  # the built-in regularisers, in display order
 
 
 def is_default_qsd(r: dict) -> bool:
+    """A run that is not QSD, or QSD at the default n, CV, alpha and mapping."""
     return r["regulariser"] != "qsd" or all(r.get(k) == v for k, v in recipes.default_qsd().items())
 
 
@@ -43,6 +44,7 @@ def by_reg(rows: list[dict], value: str) -> dict[str, dict[int, float]]:
 
 
 def ordered(regs) -> list[str]:
+    """Regularisers in the order figures show them (none, dropout, gaussian, qsd), then any others."""
     return [g for g in REGS if g in regs] + sorted(set(regs) - set(REGS))
 
 
