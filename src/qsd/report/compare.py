@@ -95,10 +95,15 @@ def arms(rows: list[dict], curves: dict[str, list[float]], longer: dict[tuple[st
     return {reg: arm(rr, curves, longer) for reg, rr in group(rows, lambda r: r["regulariser"]).items()}
 
 
-def recipe_comparison(res: Path, experiment: str) -> dict:
-    """The recipe-rate comparison of ``experiment``: its arms and ``compare``'s result."""
-    curves = valid_curves(read_csv(res / "curves.csv"))
-    a = arms(recipe_runs(read_runs(res), experiment), curves, longer_runs(res))
+def read_collected(res: Path) -> tuple[list[dict], dict[str, list[float]], dict[tuple[str, str], dict]]:
+    """What a comparison reads from ``res``, read once: ``read_runs``, ``valid_curves``, ``longer_runs``."""
+    return read_runs(res), valid_curves(read_csv(res / "curves.csv")), longer_runs(res)
+
+
+def recipe_comparison(runs: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str, str], dict],
+                      experiment: str) -> dict:
+    """The recipe-rate comparison of ``experiment`` (from ``read_collected``): its arms and ``compare``'s result."""
+    a = arms(recipe_runs(runs, experiment), curves, longer)
     out = {"arms": a}
     if "dropout" in a and "qsd" in a:
         out.update(compare(a["dropout"], a["qsd"], a.get("none")))

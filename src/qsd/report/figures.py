@@ -14,7 +14,7 @@ import torch
 
 from ..regularisers import build
 from . import recipes
-from .compare import read_runs, recipe_comparison
+from .compare import read_collected, read_runs, recipe_comparison
 from .gate import SHORT_RULE
 from .select import absent_reason, by_reg, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs
 from .stats import mean_ci, paired_difference, verdict
@@ -151,7 +151,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
         ax.set_ylabel(label)
     axes[0].legend(frameon=False)
     save(fig, res, "fig4_sparsity", scale, f"test set, masks off; mean and 95% CI over seeds; {SHORT_RULE}")
-    gate = recipe_comparison(res, "mlp_mnist")["verdict"]
+    gate = recipe_comparison(*read_collected(res), "mlp_mnist")["verdict"]
     diffs = []
     for key, _ in SPARSITY:
         for i, l in enumerate(layers):

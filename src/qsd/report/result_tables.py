@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 from . import recipes
-from .compare import Arm, arm, compare, longer_runs, read_runs, recipe_comparison, valid_curves
+from .compare import Arm, arm, compare, read_collected, read_runs, recipe_comparison
 from .gate import RULE
 from .select import REGS, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs
 from .stats import mean_ci
-from .tables import fmt, group, read_csv, write_missing, write_table
+from .tables import fmt, group, write_missing, write_table
 
 
 EXPERIMENT_NAMES = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_mnist": "CNN / MNIST (error %)",
@@ -31,7 +31,7 @@ def _comparison_cells(c: dict) -> dict[str, str]:
 
 
 def render_table1_summary(res: Path, scale: str) -> None:
-    runs = read_runs(res)
+    runs, curves, longer = read_collected(res)
     rows = []
     for e, label in EXPERIMENT_NAMES.items():
         if not recipe_runs(runs, e):
@@ -39,7 +39,7 @@ def render_table1_summary(res: Path, scale: str) -> None:
             if reason:
                 rows.append({"experiment": label, "verdict": f"not testable at {scale} scale: {reason}"})
             continue
-        c = recipe_comparison(res, e)
+        c = recipe_comparison(runs, curves, longer, e)
         row = {"experiment": label, **{reg: c["arms"][reg].cell() for reg in ordered(c["arms"])}}
         if "qsd_minus_dropout" in c:
             row.update(_comparison_cells(c))
@@ -89,7 +89,7 @@ def _picks(picked: dict[int, float], grid: list[float]) -> str:
 
 
 def render_table3_tuned(res: Path, scale: str) -> None:
-    runs, curves, longer = read_runs(res), valid_curves(read_csv(res / "curves.csv")), longer_runs(res)
+    runs, curves, longer = read_collected(res)
     rows = []
     for e, (label, slot) in TUNED.items():
         sel = [r for r in runs if r["experiment"] == e and is_default_qsd(r)]
@@ -99,7 +99,7 @@ def render_table3_tuned(res: Path, scale: str) -> None:
         none = arm([r for r in recipe_runs(runs, e) if r["regulariser"] == "none"], curves)
         tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot, longer)
                  for reg in ("dropout", "qsd")}
-        recipe = recipe_comparison(res, e)["arms"]
+        recipe = recipe_comparison(runs, curves, longer, e)["arms"]
         cases = []
         if all(a.test or a.lost for a, _ in tuned.values()):
             cases.append(("(b) each at its validation-best rate", tuned["dropout"], tuned["qsd"]))
