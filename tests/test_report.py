@@ -3,9 +3,12 @@ import json
 import math
 
 import pytest
+import torch
+import yaml
 from scipy import stats as sst
 
 from qsd.report.collect import collect
+from qsd.report.recipes import CONFIGS
 from qsd.report.stats import mean_ci, paired_difference, verdict
 from qsd.report.tables import read_csv
 
@@ -57,6 +60,21 @@ def test_collect_flattens_the_runs_it_is_given(tmp_path):
     assert len(read_csv(tmp_path / "out" / "curves.csv")) == 4
     assert read_csv(tmp_path / "out" / "sparsity.csv")[0]["hoyer"] == 0.4
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: weights written from a GPU")
+def test_weights_written_on_a_gpu_are_compared_on_the_cpu(tmp_path):
+    """A run trained on a GPU before model.pt was written from CPU tensors: its KS rows are still computed."""
+    qsd = yaml.safe_load((CONFIGS / "regulariser" / "qsd.yaml").read_text())
+    for name, reg in (("dropout-seed0-aaaa", "dropout"), ("qsd-seed0-bbbb", "qsd")):
+        _fake_run(tmp_path / "runs", name, reg, 0)
+        path = tmp_path / "runs" / "cpu" / "mlp_mnist" / name
+        if reg == "qsd":
+            cfg = yaml.safe_load((path / "config.yaml").read_text())
+            (path / "config.yaml").write_text(yaml.safe_dump({**cfg, "regulariser": qsd}))
+        torch.save({"net.1.weight": torch.randn(8, 4, device="cuda")}, path / "model.pt")
+    collect({p: {} for p in (tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*")}, tmp_path / "out")
+    assert [r["param"] for r in read_csv(tmp_path / "out" / "weights_ks.csv")] == ["net.1.weight"]
 
 
 def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):

@@ -339,7 +339,8 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
         summary["final_valid"] = {k[6:]: v for k, v in history[-1].items() if k.startswith("valid_")}
         summary["sparsity"] = sparsity
         summary["weights"] = weight_summary(model)
-        runstore.atomic_write(path / "model.pt", lambda f: torch.save(model.state_dict(), f))
+        runstore.atomic_write(path / "model.pt", lambda f: torch.save(  # readable without a GPU
+            {k: v.cpu() for k, v in model.state_dict().items()}, f))
     runstore.write_metrics(path, history)
     runstore.write_summary(path, summary)
     logger.finish(summary)

@@ -123,8 +123,7 @@ def _weights_ks(models: dict[Path, dict], previous: list[dict]) -> list[dict]:
         if not all((p / "model.pt").exists() for p in pair.values()):
             rows += [r for r in previous if (r.get("run_dropout"), r.get("run_qsd")) == tuple(names.values())]
             continue
-        a = torch.load(pair["dropout"] / "model.pt", weights_only=True)
-        b = torch.load(pair["qsd"] / "model.pt", weights_only=True)
+        a, b = (torch.load(pair[r] / "model.pt", map_location="cpu", weights_only=True) for r in ("dropout", "qsd"))
         for name in a:
             if name.endswith(("weight", "bias")) and a[name].dim() in (1, 2, 4) and name in b and "embed" not in name:
                 res = stats.ks_2samp(a[name].flatten().numpy(), b[name].flatten().numpy())
