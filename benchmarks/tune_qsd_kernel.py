@@ -3,8 +3,9 @@ relative to torch's dropout on the same tensor.
 
     python benchmarks/tune_qsd_kernel.py [--shapes 4096x1024,65536x4096 --dtypes float32,bfloat16]
 
-The constants are ``qsd_cuda``'s GROUPS (groups of four elements per block), WARPS (per program)
-and PROGRAMS_PER_SM (the persistent grid's size); none changes the mask, only its speed. Prints the
+The constants are ``qsd_cuda``'s GROUPS (groups of four elements per block), WARPS (per program),
+PROGRAMS_PER_SM (the persistent grid's size) and SLOW (groups per tile of the rejected proposals);
+none changes the mask, only its speed. Prints the
 device, absolute medians and ratios, best first per tensor, and writes
 results/bench/qsd_kernel_tuning_cuda.json.
 """
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--groups", default="128,256,512")
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--programs-per-sm", default="4,8,16,32")
+    ap.add_argument("--slow", default="32", help="groups per tile of the rejected proposals")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--inner", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("results/bench/qsd_kernel_tuning_cuda.json"))
@@ -48,11 +50,12 @@ def main() -> None:
     def ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",")]
 
-    settings = list(itertools.product(ints(args.groups), ints(args.warps), ints(args.programs_per_sm)))
-    default = (qsd_cuda.GROUPS, qsd_cuda.WARPS, qsd_cuda.PROGRAMS_PER_SM)
+    names = ("GROUPS", "WARPS", "PROGRAMS_PER_SM", "SLOW")
+    settings = list(itertools.product(*(ints(v) for v in (args.groups, args.warps, args.programs_per_sm, args.slow))))
+    default = tuple(getattr(qsd_cuda, n) for n in names)
     name = device_name(torch.device("cuda"))
     print(f"device: {name}; torch {torch.__version__}; median of {args.repeats} samples of {args.inner} "
-          f"forward+backward steps; current constants (GROUPS, WARPS, PROGRAMS_PER_SM) = {default}")
+          f"forward+backward steps; current constants {names} = {default}")
     results = []
     for shape, dtype, cv in itertools.product(args.shapes.split(","), args.dtypes.split(","), args.cvs.split(",")):
         x = torch.randn(*map(int, shape.split("x")), device="cuda", dtype=getattr(torch, dtype), requires_grad=True)
@@ -60,18 +63,20 @@ def main() -> None:
         dropout = median_ms(build("dropout", rate=0.5).train(), x, grad, args.repeats, args.inner)
         qsd = build("qsd", rate=0.5, cv=float(cv)).train().cuda()
         rows = []
-        for groups, warps, programs in settings:
-            qsd_cuda.GROUPS, qsd_cuda.WARPS, qsd_cuda.PROGRAMS_PER_SM = groups, warps, programs
+        for setting in settings:
+            for n, v in zip(names, setting):
+                setattr(qsd_cuda, n, v)
             ms = median_ms(qsd, x, grad, args.repeats, args.inner)
-            rows.append({"groups": groups, "warps": warps, "programs_per_sm": programs, "ms": ms, "ratio": ms / dropout})
-        qsd_cuda.GROUPS, qsd_cuda.WARPS, qsd_cuda.PROGRAMS_PER_SM = default
+            rows.append({**{n.lower(): v for n, v in zip(names, setting)}, "ms": ms, "ratio": ms / dropout})
+        for n, v in zip(names, default):
+            setattr(qsd_cuda, n, v)
         rows.sort(key=lambda r: r["ms"])
         results.append({"shape": shape, "dtype": dtype, "cv": float(cv), "dropout_ms": dropout, "settings": rows})
         print(f"\n{shape} {dtype} cv={cv}: dropout {dropout:.3f} ms")
         for r in rows:
-            mark = "  (current)" if (r["groups"], r["warps"], r["programs_per_sm"]) == default else ""
-            print(f"  GROUPS {r['groups']:4d} WARPS {r['warps']} PROGRAMS_PER_SM {r['programs_per_sm']:3d}  "
-                  f"{r['ms']:8.3f} ms  {r['ratio']:5.2f} x dropout{mark}")
+            mark = "  (current)" if tuple(r[n.lower()] for n in names) == default else ""
+            print("  " + " ".join(f"{n} {r[n.lower()]:4d}" for n in names) +
+                  f"  {r['ms']:8.3f} ms  {r['ratio']:5.2f} x dropout{mark}")
         del x, grad
     write_json(args.out, {"benchmark": "QSD kernel launch constants, forward+backward", "device_name": name,
                           "torch": torch.__version__, "repeats": args.repeats, "inner": args.inner, "results": results})

@@ -12,9 +12,11 @@ Layout: a persistent grid; each program takes blocks of GROUPS groups of four el
 [4, GROUPS] tile so that a thread keeps each group's four elements (one Philox block serves them
 without moving data between threads) and loads and stores them as one vector. Round 0 of
 Marsaglia-Tsang runs on every element of a block at once and is stored; the few groups with a
-rejected proposal are compacted (through a small per-program scratch) into [4, SLOW] tiles, whose
-rejected elements take further rounds and are stored over round 0's, so a rejection costs one
-lane's work instead of another round for the whole block.
+rejected proposal join the program's queue (a ring in global scratch), and each time SLOW of them
+wait, they are finished as one [4, SLOW] tile whose rejected elements take further rounds and are
+stored over round 0's (the last, partial tile after the program's last block). So a rejection costs
+one lane's work instead of another round for the whole block, and the tiles run full rather than
+once a block, mostly empty.
 
 With ``TRITON_INTERPRET=1`` set before import the kernel runs on CPU tensors (with numpy's exact
 functions), which is how the tests compare it with the CPU kernel on machines without a GPU.
@@ -111,16 +113,54 @@ def _boost_uniform(key, g_lo, g_hi, place):
 
 
 @triton.jit
+def _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_scale,
+                     N_SITES: tl.constexpr, MAY_BOOST: tl.constexpr, S: tl.constexpr, CAP: tl.constexpr):
+    """Finish the queue's entries [head, min(head + S, tail)) as a [4, S] tile: each rejected element
+    takes rounds r = 1, 2, ... on its own counter until one is accepted, and is stored over round 0."""
+    slot = tl.arange(0, S)[None, :]
+    place = tl.arange(0, 4)[:, None]
+    tl.debug_barrier()  # the entries, and round 0's stores, are visible to every thread
+    live = head + slot < tail
+    entry = tl.load(own + ((head + slot) & (CAP - 1)), mask=live, other=0)  # [1, S]: group << 4 | elements
+    tl.debug_barrier()  # read before a later block's entries take these places
+    s_group = entry >> 4
+    s_lo = s_group.to(tl.uint32)
+    s_hi = (s_group >> 32).to(tl.uint32)
+    ks = _release_count(key, s_lo, s_hi, place, t_ptr, N_SITES)
+    sa, sboost, sd, sc = _shape(ks, inv_cv2)
+    need = live & (((entry >> place) & 1) != 0)  # [4, S]
+    e = 4 * s_group + place
+    e_lo = e.to(tl.uint32)
+    e_hi = (e >> 32).to(tl.uint32)
+    one = e_lo * 0 + 1
+    r = one
+    gs = tl.zeros([4, S], dtype=tl.float32)
+    done = ~need
+    while tl.min(tl.min(done.to(tl.int32), axis=1), axis=0) == 0:
+        v0, v1, v2, _ = tl.philox(key, e_lo, e_hi, r, one)
+        zs = _radius(v0) * _cos(_unit(v1) * TWO_PI)
+        g_new, ok_new = _accept(zs, _unit(v2), sd, sc)
+        gs = tl.where(done, gs, g_new)
+        done = done | ok_new
+        r += 1
+    if MAY_BOOST:
+        gs = _boosted(gs, sa, sboost, _boost_uniform(key, s_lo, s_hi, place))
+    xs = tl.load(x_ptr + e, mask=need, other=0.0)
+    tl.store(y_ptr + e, (xs.to(tl.float32) * gs * gamma_scale).to(y_ptr.dtype.element_ty), mask=need)
+
+
+@triton.jit
 def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2, gamma_scale, scale,
                       N_SITES: tl.constexpr, FIXED_QUANTA: tl.constexpr, MAY_BOOST: tl.constexpr,
-                      G: tl.constexpr, S: tl.constexpr):
+                      G: tl.constexpr, S: tl.constexpr, CAP: tl.constexpr):
     key = tl.load(key_ptr)
     pid = tl.program_id(0)
     n_blocks = tl.cdiv(numel, 4 * G)
     place = tl.arange(0, 4)[:, None]  # an element's place in its group
     index = tl.arange(0, G)  # a group's place in its block
-    own = scratch_ptr + pid * S  # this program's scratch: S entries (group << 4 | which of its elements)
-    slot = tl.arange(0, S)[None, :]
+    own = scratch_ptr + pid * CAP  # this program's queue of rejected groups, a ring of CAP entries
+    head = 0  # entries [head, tail) are waiting
+    tail = 0
     for blk in range(pid, n_blocks, tl.num_programs(0)):
         base = tl.cast(blk, tl.int64) * (4 * G)
         group = base // 4 + index[None, :]
@@ -147,50 +187,34 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
             if MAY_BOOST:
                 g = _boosted(g, a, boost, _boost_uniform(key, g_lo, g_hi, place))
             m = tl.where(k == 0.0, 0.0, g * gamma_scale)
-            # every element is stored; the rejected proposals' are overwritten below (after a barrier)
+            # every element is stored; the rejected proposals' are overwritten later (after a barrier)
             tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
-            # groups with a rejected proposal: compacted S at a time into [4, S] tiles, whose rejected
-            # elements are finished with rounds r = 1, 2, ...
-            rejected = tl.sum(((k > 0.0) & (~ok) & inside).to(tl.int32) << place, axis=0)  # 4 bits a group
+            # groups with a rejected proposal join this program's queue (4 bits a group: which elements);
+            # each full tile of S of them is finished at once, so a rejection costs one lane's work
+            rejected = tl.sum(((k > 0.0) & (~ok) & inside).to(tl.int32) << place, axis=0)
             has = rejected != 0
             rank = tl.cumsum(has.to(tl.int32), axis=0) - 1
-            n_slow = tl.sum(has.to(tl.int32), axis=0)
-            for first in range(0, n_slow, S):
-                mine = has & (rank >= first) & (rank < first + S)
-                tl.store(own + rank - first, (index << 4) | rejected, mask=mine)
-                tl.debug_barrier()
-                live = first + slot < n_slow
-                entry = tl.load(own + slot, mask=live, other=0)  # [1, S]
-                tl.debug_barrier()  # read before the next chunk overwrites the scratch
-                s_group = base // 4 + (entry >> 4)
-                s_lo = s_group.to(tl.uint32)
-                s_hi = (s_group >> 32).to(tl.uint32)
-                ks = _release_count(key, s_lo, s_hi, place, t_ptr, N_SITES)
-                sa, sboost, sd, sc = _shape(ks, inv_cv2)
-                need = live & (((entry >> place) & 1) != 0)  # [4, S]
-                e = 4 * s_group + place
-                e_lo = e.to(tl.uint32)
-                e_hi = (e >> 32).to(tl.uint32)
-                one = e_lo * 0 + 1
-                r = one
-                gs = tl.zeros([4, S], dtype=tl.float32)
-                done = ~need
-                while tl.min(tl.min(done.to(tl.int32), axis=1), axis=0) == 0:
-                    v0, v1, v2, _ = tl.philox(key, e_lo, e_hi, r, one)
-                    zs = _radius(v0) * _cos(_unit(v1) * TWO_PI)
-                    g_new, ok_new = _accept(zs, _unit(v2), sd, sc)
-                    gs = tl.where(done, gs, g_new)
-                    done = done | ok_new
-                    r += 1
-                if MAY_BOOST:
-                    gs = _boosted(gs, sa, sboost, _boost_uniform(key, s_lo, s_hi, place))
-                xs = tl.load(x_ptr + e, mask=need, other=0.0)
-                tl.store(y_ptr + e, (xs.to(tl.float32) * gs * gamma_scale).to(y_ptr.dtype.element_ty), mask=need)
+            tl.store(own + ((tail + rank) & (CAP - 1)), (base // 4 + index) * 16 + rejected, mask=has)
+            tail += tl.sum(has.to(tl.int32), axis=0)
+            while tail - head >= S:
+                _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_scale,
+                                 N_SITES, MAY_BOOST, S, CAP)
+                head += S
+    if not FIXED_QUANTA:  # the queue's last, partial tile
+        while head < tail:
+            _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_scale,
+                             N_SITES, MAY_BOOST, S, CAP)
+            head += S
 
 
 @functools.cache
 def _multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def queue_entries() -> int:
+    """Each program's ring of rejected groups: it holds fewer than SLOW waiting entries plus a block's GROUPS."""
+    return triton.next_power_of_2(SLOW + GROUPS)
 
 
 def _programs(device: torch.device) -> int:
@@ -206,11 +230,12 @@ def qsd_scale(x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: 
     y = torch.empty_like(x)
     numel = x.numel()
     programs = max(1, min(_programs(x.device), triton.cdiv(numel, 4 * GROUPS)))
-    scratch = torch.empty(programs * SLOW, dtype=torch.int32, device=x.device)
+    queue = queue_entries()
+    scratch = torch.empty(programs * queue if cv else 1, dtype=torch.int64, device=x.device)
     inv_cv2 = 0.0 if cv == 0.0 else 1.0 / (cv * cv)
     _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, inv_cv2, cv * cv * scale, scale,
                                    N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0,
-                                   MAY_BOOST=0.0 < inv_cv2 < 1.0, G=GROUPS, S=SLOW, num_warps=WARPS)
+                                   MAY_BOOST=0.0 < inv_cv2 < 1.0, G=GROUPS, S=SLOW, CAP=queue, num_warps=WARPS)
     return y
 
 
