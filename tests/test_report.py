@@ -63,7 +63,7 @@ def test_collect_flattens_the_runs_it_is_given(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: weights written from a GPU")
-def test_weights_written_on_a_gpu_are_compared_on_the_cpu(tmp_path):
+def test_weights_written_on_cuda_are_compared_on_the_cpu(tmp_path):
     """A run trained on a GPU before model.pt was written from CPU tensors: its KS rows are still computed."""
     qsd = yaml.safe_load((CONFIGS / "regulariser" / "qsd.yaml").read_text())
     for name, reg in (("dropout-seed0-aaaa", "dropout"), ("qsd-seed0-bbbb", "qsd")):
