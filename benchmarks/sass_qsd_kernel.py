@@ -28,7 +28,7 @@ POINTER = {"float32": "*fp32", "bfloat16": "*bf16", "float16": "*fp16"}
 def compile_kernel(arch: int, dtype: str, cv: float, sites: int):
     """The kernel as qsd_scale launches it for a tensor of ``dtype`` whose size is a multiple of 16."""
     signature = {"x_ptr": POINTER[dtype], "y_ptr": POINTER[dtype], "numel": "i64", "key_ptr": "*i64",
-                 "t_ptr": "*i64", "scratch_ptr": "*i32", "inv_cv2": "fp32", "gamma_scale": "fp32", "scale": "fp32",
+                 "t_ptr": "*i64", "scratch_ptr": "*i64", "inv_cv2": "fp32", "gamma_scale": "fp32", "scale": "fp32",
                  "N_SITES": "constexpr", "FIXED_QUANTA": "constexpr", "MAY_BOOST": "constexpr",
                  "G": "constexpr", "S": "constexpr", "CAP": "constexpr"}
     constants = {"N_SITES": sites, "FIXED_QUANTA": cv == 0.0, "MAY_BOOST": cv > 1.0,
