@@ -14,7 +14,7 @@ without moving data between threads) and loads and stores them as one vector. Ro
 Marsaglia-Tsang runs on every element of a block at once and is stored; the few groups with a
 rejected proposal join the program's queue (a ring in global scratch), and each time SLOW of them
 wait, they are finished as one [4, SLOW] tile whose rejected elements take further rounds and are
-stored over round 0's (the last, partial tile after the program's last block). So a rejection costs
+stored over round 0's (the last, partial tile in a pass after the program's last block). So a rejection costs
 one lane's work instead of another round for the whole block, and the tiles run full rather than
 once a block, mostly empty.
 
@@ -161,50 +161,48 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
     own = scratch_ptr + pid * CAP  # this program's queue of rejected groups, a ring of CAP entries
     head = 0  # entries [head, tail) are waiting
     tail = 0
-    for blk in range(pid, n_blocks, tl.num_programs(0)):
-        base = tl.cast(blk, tl.int64) * (4 * G)
-        group = base // 4 + index[None, :]
-        offs = 4 * group + place  # [4, G]
-        inside = offs < numel
-        g_lo = group.to(tl.uint32)
-        g_hi = (group >> 32).to(tl.uint32)
-        k = _release_count(key, g_lo, g_hi, place, t_ptr, N_SITES)
-        x = tl.load(x_ptr + offs, mask=inside, other=0.0)
-        if FIXED_QUANTA:
-            tl.store(y_ptr + offs, (x.to(tl.float32) * (k * scale)).to(y_ptr.dtype.element_ty), mask=inside)
-        else:
-            zero = g_lo * 0
-            b0, b1, b2, b3 = tl.philox(key, g_lo, g_hi, zero + 1, zero)
-            r01 = _radius(b0)
-            t01 = _unit(b1) * TWO_PI
-            r23 = _radius(b2)
-            t23 = _unit(b3) * TWO_PI
-            z = _spread(place, r01 * _cos(t01), r01 * _sin(t01), r23 * _cos(t23), r23 * _sin(t23))
-            c0, c1, c2, c3 = tl.philox(key, g_lo, g_hi, zero + 2, zero)
-            u = _unit(_spread(place, c0, c1, c2, c3))
-            a, boost, d, c = _shape(k, inv_cv2)
-            g, ok = _accept(z, u, d, c)
-            if MAY_BOOST:
-                g = _boosted(g, a, boost, _boost_uniform(key, g_lo, g_hi, place))
-            m = tl.where(k == 0.0, 0.0, g * gamma_scale)
-            # every element is stored; the rejected proposals' are overwritten later (after a barrier)
-            tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
-            # groups with a rejected proposal join this program's queue (4 bits a group: which elements);
-            # each full tile of S of them is finished at once, so a rejection costs one lane's work
-            rejected = tl.sum(((k > 0.0) & (~ok) & inside).to(tl.int32) << place, axis=0)
-            has = rejected != 0
-            rank = tl.cumsum(has.to(tl.int32), axis=0) - 1
-            tl.store(own + ((tail + rank) & (CAP - 1)), (base // 4 + index) * 16 + rejected, mask=has)
-            tail += tl.sum(has.to(tl.int32), axis=0)
-            while tail - head >= S:
+    # one pass more than the program has blocks: it finishes the queue's last, partial tile
+    for blk in range(pid, n_blocks + tl.num_programs(0), tl.num_programs(0)):
+        if blk < n_blocks:
+            base = tl.cast(blk, tl.int64) * (4 * G)
+            group = base // 4 + index[None, :]
+            offs = 4 * group + place  # [4, G]
+            inside = offs < numel
+            g_lo = group.to(tl.uint32)
+            g_hi = (group >> 32).to(tl.uint32)
+            k = _release_count(key, g_lo, g_hi, place, t_ptr, N_SITES)
+            x = tl.load(x_ptr + offs, mask=inside, other=0.0)
+            if FIXED_QUANTA:
+                tl.store(y_ptr + offs, (x.to(tl.float32) * (k * scale)).to(y_ptr.dtype.element_ty), mask=inside)
+            else:
+                zero = g_lo * 0
+                b0, b1, b2, b3 = tl.philox(key, g_lo, g_hi, zero + 1, zero)
+                r01 = _radius(b0)
+                t01 = _unit(b1) * TWO_PI
+                r23 = _radius(b2)
+                t23 = _unit(b3) * TWO_PI
+                z = _spread(place, r01 * _cos(t01), r01 * _sin(t01), r23 * _cos(t23), r23 * _sin(t23))
+                c0, c1, c2, c3 = tl.philox(key, g_lo, g_hi, zero + 2, zero)
+                u = _unit(_spread(place, c0, c1, c2, c3))
+                a, boost, d, c = _shape(k, inv_cv2)
+                g, ok = _accept(z, u, d, c)
+                if MAY_BOOST:
+                    g = _boosted(g, a, boost, _boost_uniform(key, g_lo, g_hi, place))
+                m = tl.where(k == 0.0, 0.0, g * gamma_scale)
+                # every element is stored; the rejected proposals' are overwritten later (after a barrier)
+                tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
+                # groups with a rejected proposal join this program's queue (4 bits a group: which elements);
+                # each full tile of S of them is finished at once, so a rejection costs one lane's work
+                rejected = tl.sum(((k > 0.0) & (~ok) & inside).to(tl.int32) << place, axis=0)
+                has = rejected != 0
+                rank = tl.cumsum(has.to(tl.int32), axis=0) - 1
+                tl.store(own + ((tail + rank) & (CAP - 1)), (base // 4 + index) * 16 + rejected, mask=has)
+                tail += tl.sum(has.to(tl.int32), axis=0)
+        if not FIXED_QUANTA:
+            while (tail - head >= S) | ((blk >= n_blocks) & (head < tail)):
                 _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_scale,
                                  N_SITES, MAY_BOOST, S, CAP)
                 head += S
-    if not FIXED_QUANTA:  # the queue's last, partial tile
-        while head < tail:
-            _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_scale,
-                             N_SITES, MAY_BOOST, S, CAP)
-            head += S
 
 
 @functools.cache
