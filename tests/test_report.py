@@ -184,7 +184,9 @@ def test_compare_counts_lost_seeds_and_gates():
     qsd = Arm(test={s: 1.5 + 0.02 * s for s in range(4)}, valid={s: good for s in range(4)}, lost={4: "diverged"})
     assert compare(dropout, qsd, none)["verdict"] == "QSD worse (lost 1 of 5 seeds: diverged)"
     assert qsd.cell().endswith("(n=4; 1 diverged)")
-    qsd.lost.clear()
+    qsd.lost.clear()  # seed 4 not finished yet: no verdict on the pairs so far
+    assert compare(dropout, qsd, none)["verdict"] == "incomplete: QSD has not finished seed(s) 4"
+    qsd.test[4], qsd.valid[4] = 1.58, good
     assert compare(dropout, qsd, none)["verdict"] == "QSD better"
     worse_none = Arm(test=none.test, valid={s: [v - 1 for v in good] for s in range(5)})
     assert compare(dropout, qsd, worse_none)["verdict"].startswith("not comparable: dropout does not beat none")

@@ -12,6 +12,7 @@ from .stats import mean_ci, paired_difference, verdict
 from .tables import fmt, group, read_csv
 
 LOST = ("diverged", "failed")
+WITHHELD = ("not comparable", "incomplete")  # how a verdict cell that gives no verdict begins
 
 
 @dataclass
@@ -70,8 +71,14 @@ def arm(runs: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str
     return a
 
 
+def _seeds(a: Arm) -> set[int]:
+    """The seeds with a result: completed, diverged or failed."""
+    return set(a.test) | set(a.lost)
+
+
 def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object]:
-    """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given."""
+    """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given: the gate's
+    reason, or, while a seed has a result in one arm only (a suite still being run), which seeds are missing."""
     d = paired_difference(dropout.test, qsd.test)
     out = {"qsd_minus_dropout": d["diff"], "n_pairs": d["n_pairs"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
            "boot_lo": d["lo"], "boot_hi": d["hi"]}
@@ -80,8 +87,12 @@ def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object
     out["dropout_gain"] = f"{gain[0]:.1%} {gain[1]}" if gain else ""
     reason = baseline_gate(valid, {s: c for s, c in none.valid.items() if c} if none else None,
                            failed=len(dropout.lost), longer=longer, longer_lost=len(dropout.longer_lost))
+    unpaired = {"dropout": sorted(_seeds(qsd) - _seeds(dropout)), "QSD": sorted(_seeds(dropout) - _seeds(qsd))}
     if reason:
         out["verdict"] = f"not comparable: {reason}"
+    elif any(unpaired.values()):
+        out["verdict"] = "incomplete: " + "; ".join(f"{name} has not finished seed(s) {', '.join(map(str, seeds))}"
+                                                   for name, seeds in unpaired.items() if seeds)
     elif qsd.lost:
         out["verdict"] = f"QSD worse (lost {len(qsd.lost)} of {len(qsd.lost) + len(qsd.test)} seeds: " \
                          f"{', '.join(sorted(set(qsd.lost.values())))})"

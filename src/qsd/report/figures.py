@@ -14,7 +14,7 @@ import torch
 
 from ..regularisers import build
 from . import recipes
-from .compare import read_collected, read_runs, recipe_comparison
+from .compare import WITHHELD, read_collected, read_runs, recipe_comparison
 from .gate import SHORT_RULE
 from .select import absent_reason, by_reg, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs
 from .stats import mean_ci, paired_difference, verdict
@@ -161,7 +161,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
                 diffs.append({"measure": key, "layer": f"hidden {i + 1}", "qsd_minus_dropout": d["diff"], "boot_lo": d["lo"],
                               "boot_hi": d["hi"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
                               "n_pairs": d["n_pairs"],
-                              "verdict": gate if gate.startswith("not comparable") else
+                              "verdict": gate if gate.startswith(WITHHELD) else
                               verdict(d, lower_is_better=False).replace("better", "sparser").replace("worse", "less sparse")})
     write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
     write_table(res, "fig4_sparsity_diff", diffs, scale, f"Sparsity: paired QSD - dropout differences ({SHORT_RULE})")
