@@ -65,6 +65,33 @@ def test_every_gated_dropout_run_has_its_longer_twin():
             assert runstore.identity(long) == runstore.identity(short), twin.label
 
 
+def test_a_longer_run_on_a_grid_trains_only_at_the_rate_its_seed_picks(tmp_path):
+    """The gate reads a grid's longer run only where the seed's validation picks that point (table3 b), so
+    the queue trains none until the seed's grid has finished, then the picked point's alone; the longer
+    runs of the recipe's rate (fig2, off the grid) are always trained."""
+    runs = suite.plan("cpu")
+    longer = [r for r in runs if r.lengthens and r.experiment == "mlp_mnist"]
+    recipe = [r for r in longer if not r.grid]
+    assert len(recipe) == 5 and all(suite.needed(r, {}) for r in recipe)  # fig2's: the recipe rate 0.5
+    seed0 = [r for r in longer if r.grid and r.seed == 0]
+    grid = seed0[0].grid
+    assert len(seed0) == 4 and len(grid) == 5 and all(r.grid == grid and f"mlp_mnist/{r.lengthens}" in grid
+                                                      for r in seed0)
+    assert {suite.needed(r, {}) for r in seed0} == {None}  # the grid has not run yet
+    finished = {}
+    for key, valid, status in zip(grid, (2.9, 2.7, 2.8, 2.7, 3.5), ["completed"] * 4 + ["diverged"]):
+        (tmp_path / key).mkdir(parents=True)
+        (tmp_path / key / "summary.json").write_text(json.dumps(
+            {"status": status, "metric": "error", "final_valid": {"error": valid}}))
+        finished[key] = tmp_path / key
+    del finished[grid[2]]
+    assert {suite.needed(r, finished) for r in seed0} == {None}  # one point still running
+    finished[grid[2]] = tmp_path / grid[2]
+    picked = [r for r in seed0 if suite.needed(r, finished)]  # 2.7 at the second and fourth: the lower rate wins
+    assert [f"mlp_mnist/{r.lengthens}" for r in picked] == [grid[1]]
+    assert sum(suite.needed(r, finished) is False for r in seed0) == 3
+
+
 def test_time_estimates_follow_each_runs_epochs(tmp_path):
     """A run's expected time is its experiment's recorded pace per epoch times its own epochs, so a
     time-budgeted slice does not start a 1.5x-epochs run on a 1x estimate."""

@@ -170,17 +170,28 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     wanted = [r for r in planned if not args.only or r.figures & set(args.only)]
-    finished = {r.key: p for r in planned if (p := suite.locate(r, [runs_root, out / "runs"]))}
-    todo = [r for r in wanted if r.key not in finished]
+    roots = [runs_root, out / "runs"]
+    finished = {r.key: p for r in planned if (p := suite.locate(r, roots))}
+    need = {r.key: suite.needed(r, finished) for r in wanted if r.key not in finished}
+    todo = [r for r in wanted if need.get(r.key)]
+    waiting = [r for r in wanted if r.key in need and need[r.key] is None]  # trained after their seed's grid
+    picked = [r for r in waiting if r.grid[0].endswith("/" + r.lengthens)]  # as many as will be: for the estimate
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
-    queue = Queue(todo, len(wanted) - len(todo), args.jobs, runs_root, args.scale, estimates(timed),
-                  args.verbose, args.time_budget and args.time_budget * 60)
-    guessed = sum(r.experiment not in queue.estimate for r in todo)
+    budget_s = None if args.time_budget is None else args.time_budget * 60
+    queue = Queue(todo, len(wanted) - len(need), args.jobs, runs_root, args.scale, estimates(timed),
+                  args.verbose, budget_s)
+    guessed = sum(r.experiment not in queue.estimate for r in todo + picked)
+    spare = sum(v is False for v in need.values())
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
-          f"already finished, about {clock(queue.left_s(todo))} left on {args.jobs} parallel run(s), "
+          f"already finished, about {clock(queue.left_s(todo + picked))} left on {args.jobs} parallel run(s), "
           f"{max((r.threads for r in wanted), default=1)} CPU thread(s) each"
           + (f" ({guessed} of them a guess: no run of their experiment was timed yet)" if guessed else ""))
+    if spare or waiting:
+        parts = [f"{spare} not needed (their seed picked another rate)"] * bool(spare) + \
+                [f"{len(waiting)} wait for their seed's grid, of which {len(picked)} will train"] * bool(waiting)
+        print(f"the gate's longer runs on a rate grid train only at the rate each seed picks on validation: "
+              f"{'; '.join(parts)}")
     if args.scale == "paper" and todo and not args.collect_only and not torch.cuda.is_available():
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
@@ -189,7 +200,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                     if not args.only or s.figure in args.only))  # a shared sweep once
         for sweep in sweeps:
             print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
-        print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run")
+        print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
+              "and qsd-reproduce trains a longer run on a grid only at the rate its seed picks")
         print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in todo})) or 'none'}")
         return 0
 
@@ -197,6 +209,12 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the runs as Ctrl-C does
     try:
         outcomes = [] if args.collect_only else queue.run()
+        finished.update({r.key: p for r in planned if r.key not in finished and (p := suite.locate(r, roots))})
+        later = [] if args.collect_only else [r for r in waiting if suite.needed(r, finished)]
+        if later:  # their seeds' grids have finished: the rates they picked
+            left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
+            outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,
+                              left).run()
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")
@@ -213,8 +231,9 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     paths = gather(planned, runs_root, out, seeds)
     collect(paths, out)
     drawn = render(out, args.scale, args.only, replication_of)
-    print(f"\n{len(paths)} of {len(planned)} runs collected; {clock(time.time() - t0)} for training, "
-          "benchmarks and collection.")
+    unneeded = sum(r.key not in finished and suite.needed(r, finished) is False for r in planned)
+    print(f"\n{len(paths)} of {len(planned)} runs collected" + f" ({unneeded} not needed)" * bool(unneeded) +
+          f"; {clock(time.time() - t0)} for training, benchmarks and collection.")
     shown = f"results/{args.scale}" + "/replication" * args.replicate
     if "table1_summary" in drawn:
         print(f"Verdicts ({shown}/table1_summary.md):\n{verdicts(out)}")

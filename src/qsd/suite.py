@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from . import runstore
 from .report import recipes
+from .report.select import validation_best
 from .report.gate import LONGER
 from .train import CONFIG_DIR, ConfigError, check_config
 
@@ -41,6 +42,7 @@ class Run:
     epochs: int   # train.epochs
     figures: frozenset[str] = frozenset()  # the ids of the manifests that ask for it
     lengthens: str = ""  # for the gate's convergence test: the folder of the run this one trains LONGER x as long
+    grid: tuple[str, ...] = ()  # for such a run on a rate grid: the keys of the runs it may lengthen, its seed's grid
 
     @property
     def label(self) -> str:
@@ -120,18 +122,40 @@ def plan(scale: str, replicate: bool = False) -> list[Run]:
     with _hydra():
         compose_run = _composer()
         for figure, sweep, lengthens in sweeps(scale, replicate):
-            for overrides in expand(sweep):
+            expanded = expand(sweep)
+            standards = [runstore.run_key(compose_run(o[:-1])) if lengthens else "" for o in expanded]
+            for overrides, standard in zip(expanded, standards):
                 cfg = compose_run(overrides)
                 try:
                     check_config(cfg)
                 except ConfigError as e:
                     raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
-                standard = runstore.run_key(compose_run(overrides[:-1])).split("/")[1] if lengthens else ""
-                run = runs.get(key) or Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed,
-                                           cfg.train.threads, cfg.data.name, cfg.train.epochs, lengthens=standard)
-                runs[key] = dataclasses.replace(run, figures=run.figures | {figure})
+                grid = tuple(k for o, k in zip(expanded, standards) if f"seed={cfg.seed}" in o) if lengthens else ()
+                grid = grid if len(grid) > 1 else ()
+                old = runs.get(key)
+                run = old or Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed, cfg.train.threads,
+                                 cfg.data.name, cfg.train.epochs, lengthens=standard.split("/")[-1], grid=grid)
+                runs[key] = dataclasses.replace(run, figures=run.figures | {figure},  # asked for off a grid: always
+                                                grid=run.grid if old is None or grid else ())
     return list(runs.values())
+
+
+def needed(run: Run, finished: dict[str, Path]) -> bool | None:
+    """Whether ``run`` is worth training, given the ``finished`` runs (key -> folder). Every run is, but
+    a gate's longer run on a rate grid is needed only where it lengthens the point its seed picks on
+    validation (``select.validation_best``, as table3 picks): False at the grid's other points, None
+    until every point of its seed's grid has finished."""
+    if not run.grid:
+        return True
+    if not all(k in finished for k in run.grid):
+        return None
+    valid = []
+    for k in run.grid:
+        s = runstore.read_summary(finished[k]) or {}
+        v = (s.get("final_valid") or {}).get(s.get("metric"))
+        valid.append(float(v) if s.get("status") == "completed" and v is not None else None)
+    return run.grid[validation_best(valid)].split("/")[1] == run.lengthens
 
 
 def _composer():

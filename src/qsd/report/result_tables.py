@@ -10,7 +10,7 @@ from pathlib import Path
 from . import recipes
 from .compare import Arm, arm, compare, read_collected, read_runs, recipe_comparison
 from .gate import RULE
-from .select import REGS, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs
+from .select import REGS, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs, validation_best
 from .stats import mean_ci
 from .tables import fmt, group, write_missing, write_table
 
@@ -63,19 +63,18 @@ TUNED = {"mlp_mnist": ("MLP / MNIST (error %)", "hidden"), "cnn_fashion": ("CNN 
 
 def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str,
                longer: dict[tuple[str, str], dict] | None = None) -> tuple[Arm, dict[int, float]]:
-    """Per seed, the grid point with the lowest final validation metric (ties: the lower rate), and
-    that run's test metric: the Arm of the chosen runs and seed -> chosen rate of ``slot``. A seed
-    with a diverged or failed run at some rate is judged on the rates that completed; a seed without
-    a finished run at every grid point is left out."""
+    """Per seed, the grid point ``validation_best`` picks, and that run's test metric: the Arm of the
+    chosen runs and seed -> chosen rate of ``slot``. A seed with a diverged or failed run at some rate
+    is judged on the rates that completed; a seed without a finished run at every grid point is left out."""
     chosen: dict[int, dict] = {}
     for seed, rr in group([r for r in rows if on_grid(r, grid)], lambda r: r["seed"]).items():
-        if len({tuple(sorted(on_grid(r, grid).items())) for r in rr}) < len(grid):
+        at = {grid.index(on_grid(r, grid)): r for r in rr}
+        if len(at) < len(grid):
             continue
-        done = [r for r in rr if r["status"] == "completed" and r.get("valid_" + r["metric"], "") != ""]
-        if done:
-            chosen[seed] = min(done, key=lambda r: (float(r["valid_" + r["metric"]]), r["rate_" + slot]))
-        else:
-            chosen[seed] = rr[0]
+        points = [at[i] for i in range(len(grid))]
+        chosen[seed] = points[validation_best([
+            float(r["valid_" + r["metric"]]) if r["status"] == "completed" and r.get("valid_" + r["metric"], "") != ""
+            else None for r in points])]
     return arm(list(chosen.values()), curves, longer), {s: r["rate_" + slot] for s, r in chosen.items()}
 
 

@@ -48,6 +48,14 @@ def ordered(regs) -> list[str]:
     return [g for g in REGS if g in regs] + sorted(set(regs) - set(REGS))
 
 
+def validation_best(valid: list[float | None]) -> int:
+    """The grid point a seed is tuned to (table3 b): the index of the lowest final validation metric,
+    ties to the earlier point (the lower rate: every manifest lists its grid in ascending order); None
+    marks a point without one (diverged or failed). The first point when no point has one."""
+    scored = [(v, i) for i, v in enumerate(valid) if v is not None]
+    return min(scored)[1] if scored else 0
+
+
 def on_grid(r: dict, grid: list[dict[str, float]]) -> dict[str, float] | None:
     """The grid point ``r`` was run at (its rates agree on every slot the point names), or None."""
     return next((g for g in grid if all(r.get(k) == v for k, v in g.items())), None)
