@@ -172,23 +172,20 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     wanted = [r for r in planned if not args.only or r.figures & set(args.only)]
     roots = [runs_root, out / "runs"]
     finished = {r.key: p for r in planned if (p := suite.locate(r, roots))}
-    need = {r.key: suite.needed(r, finished) for r in wanted if r.key not in finished}
-    todo = [r for r in wanted if need.get(r.key)]
-    waiting = [r for r in wanted if r.key in need and need[r.key] is None]  # trained after their seed's grid
+    todo, waiting, spare = suite.split_by_need([r for r in wanted if r.key not in finished], finished)
     picked = [r for r in waiting if r.grid[0].endswith("/" + r.lengthens)]  # as many as will be: for the estimate
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
     budget_s = None if args.time_budget is None else args.time_budget * 60
-    queue = Queue(todo, len(wanted) - len(need), args.jobs, runs_root, args.scale, estimates(timed),
+    queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale, estimates(timed),
                   args.verbose, budget_s)
     guessed = sum(r.experiment not in queue.estimate for r in todo + picked)
-    spare = sum(v is False for v in need.values())
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
           f"already finished, about {clock(queue.left_s(todo + picked))} left on {args.jobs} parallel run(s), "
           f"{max((r.threads for r in wanted), default=1)} CPU thread(s) each"
           + (f" ({guessed} of them a guess: no run of their experiment was timed yet)" if guessed else ""))
     if spare or waiting:
-        parts = [f"{spare} not needed (their seed picked another rate)"] * bool(spare) + \
+        parts = [f"{len(spare)} not needed (their seed picked another rate)"] * bool(spare) + \
                 [f"{len(waiting)} wait for their seed's grid, of which {len(picked)} will train"] * bool(waiting)
         print(f"the gate's longer runs on a rate grid train only at the rate each seed picks on validation: "
               f"{'; '.join(parts)}")
@@ -210,7 +207,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         outcomes = [] if args.collect_only else queue.run()
         finished.update({r.key: p for r in planned if r.key not in finished and (p := suite.locate(r, roots))})
-        later = [] if args.collect_only else [r for r in waiting if suite.needed(r, finished)]
+        later = [] if args.collect_only else suite.split_by_need(waiting, finished)[0]
         if later:  # their seeds' grids have finished: the rates they picked
             left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
             outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,

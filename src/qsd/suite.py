@@ -158,6 +158,14 @@ def needed(run: Run, finished: dict[str, Path]) -> bool | None:
     return run.grid[validation_best(valid)].split("/")[1] == run.lengthens
 
 
+def split_by_need(runs: list[Run], finished: dict[str, Path]) -> tuple[list[Run], list[Run], list[Run]]:
+    """``runs`` (none of them finished) as those to train now, those waiting for their seed's grid, and
+    those not needed (``needed``: True, None, False)."""
+    need = {r.key: needed(r, finished) for r in runs}
+    return ([r for r in runs if need[r.key]], [r for r in runs if need[r.key] is None],
+            [r for r in runs if need[r.key] is False])
+
+
 def _composer():
     """``compose("train", overrides)``, fast: Hydra composes once per choice of config groups
     (``experiment=``, ``regulariser=``, ...) and the value overrides are applied to a copy the way
