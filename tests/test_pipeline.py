@@ -53,6 +53,8 @@ def test_smoke_suite_runs_end_to_end(smoke):
     assert len(rows) == len(finished) and {r["status"] for r in rows} <= {"completed", "diverged"}
     assert {r["threads"] for r in rows} == {"1"}
     assert "SMOKE" in (out / "table1_summary.md").read_text()
+    sparsity = (out / "fig4_sparsity_diff.md").read_text()  # also where QSD matches dropout's P(m=0) or Var(m)
+    assert all(c in sparsity for c in ("(a) recipe rate", "(c) QSD at equal P(m=0)", "(c) QSD at equal Var(m)"))
     lines = run.stdout.splitlines()
     assert lines[0].startswith(f"smoke scale: {len(planned)} runs, 0 already finished, about ")
     assert sum(line.startswith("[") for line in lines) == len(rows) and f"[{len(rows)}/{len(rows)}] " in run.stdout

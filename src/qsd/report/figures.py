@@ -16,7 +16,8 @@ from ..regularisers import build
 from . import recipes
 from .compare import WITHHELD, read_collected, read_runs, recipe_comparison
 from .gate import SHORT_RULE
-from .select import absent_reason, by_reg, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs
+from .select import (MATCHED, absent_reason, by_reg, is_default_qsd, main_runs, matched_runs, not_testable, on_grid, ordered,
+                     recipe_runs)
 from .stats import mean_ci, paired_difference, verdict
 from .style import COLOURS, COLUMN_W, LABELS, plt, save
 from .tables import group, read_csv, write_missing, write_table
@@ -130,8 +131,10 @@ SPARSITY = [("zero_frac_example", "fraction of zero units"), ("hoyer", "Hoyer sp
 
 
 def render_fig4_sparsity(res: Path, scale: str) -> None:
-    runs = {r["run"] for r in main_runs(read_runs(res), "mlp_mnist")}
-    sp = [s for s in read_csv(res / "sparsity.csv") if s["run"] in runs]
+    all_runs, curves, longer = read_collected(res)
+    runs = {r["run"] for r in main_runs(all_runs, "mlp_mnist")}
+    sparsity = read_csv(res / "sparsity.csv")
+    sp = [s for s in sparsity if s["run"] in runs]
     if not sp:
         return write_missing(res, "fig4_sparsity", scale, "mlp_mnist")
     layers = sorted({s["layer"] for s in sp}, key=lambda x: (len(str(x)), str(x)))
@@ -151,20 +154,29 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
         ax.set_ylabel(label)
     axes[0].legend(frameon=False)
     save(fig, res, "fig4_sparsity", scale, f"test set, masks off; mean and 95% CI over seeds; {SHORT_RULE}")
-    gate = recipe_comparison(*read_collected(res), "mlp_mnist")["verdict"]
-    diffs = []
-    for key, _ in SPARSITY:
-        for i, l in enumerate(layers):
-            vals = by_reg([s for s in sp if s["layer"] == l], key)
-            if "dropout" in vals and "qsd" in vals:
-                d = paired_difference(vals["dropout"], vals["qsd"])
-                diffs.append({"measure": key, "layer": f"hidden {i + 1}", "qsd_minus_dropout": d["diff"], "boot_lo": d["lo"],
-                              "boot_hi": d["hi"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
-                              "n_pairs": d["n_pairs"],
-                              "verdict": gate if gate.startswith(WITHHELD) else
-                              verdict(d, lower_is_better=False).replace("better", "sparser").replace("worse", "less sparse")})
     write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
-    write_table(res, "fig4_sparsity_diff", diffs, scale, f"Sparsity: paired QSD - dropout differences ({SHORT_RULE})")
+    gate = recipe_comparison(all_runs, curves, longer, "mlp_mnist")["verdict"]
+    compared = [("(a) recipe rate", sp)] + [  # QSD at dropout's zero fraction or variance (table3 c), same dropout runs
+        (f"(c) QSD at {what} ({mapping} mapping)",
+         [s for s in sparsity if s["run"] in {r["run"] for r in matched_runs(all_runs, "mlp_mnist", mapping)
+                                              if r["status"] == "completed"}])
+        for mapping, what in MATCHED.items()]
+    diffs = []
+    for comparison, qsd_rows in compared:
+        for key, _ in SPARSITY:
+            for i, l in enumerate(layers):
+                dropout = by_reg([s for s in sp if s["layer"] == l and s["regulariser"] == "dropout"], key)
+                qsd = by_reg([s for s in qsd_rows if s["layer"] == l and s["regulariser"] == "qsd"], key)
+                if "dropout" in dropout and "qsd" in qsd:
+                    d = paired_difference(dropout["dropout"], qsd["qsd"])
+                    diffs.append({"comparison": comparison, "measure": key, "layer": f"hidden {i + 1}",
+                                  "qsd_minus_dropout": d["diff"], "boot_lo": d["lo"], "boot_hi": d["hi"],
+                                  "t_lo": d["t_lo"], "t_hi": d["t_hi"], "n_pairs": d["n_pairs"],
+                                  "verdict": gate if gate.startswith(WITHHELD) else verdict(d, lower_is_better=False)
+                                  .replace("better", "sparser").replace("worse", "less sparse")})
+    write_table(res, "fig4_sparsity_diff", diffs, scale,
+                f"Sparsity: paired QSD - dropout differences, (a) at the recipe's rates, (c) with QSD at dropout's "
+                f"P(m=0) or Var(m) at the same rates ({SHORT_RULE})")
 
 
 def render_fig5_weights(res: Path, scale: str) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 from . import recipes
 from .compare import Arm, arm, compare, read_collected, read_runs, recipe_comparison
 from .gate import RULE
-from .select import REGS, is_default_qsd, main_runs, not_testable, on_grid, ordered, recipe_runs, validation_best
+from .select import (MATCHED, REGS, is_default_qsd, main_runs, matched_runs, not_testable, on_grid, ordered, recipe_runs,
+                     validation_best)
 from .stats import mean_ci
 from .tables import fmt, group, write_missing, write_table
 
@@ -107,9 +108,8 @@ def render_table3_tuned(res: Path, scale: str) -> None:
                          "verdict": f"not run at {scale} scale: no seed has a finished run at every rate of the grid"})
         if "dropout" in recipe and "qsd" in recipe:
             cases.append(("(a) recipe rate", (recipe["dropout"], {}), (recipe["qsd"], {})))
-        for mapping, what in (("failure", "equal P(m=0)"), ("variance", "equal Var(m)")):
-            matched = [r for r in runs if r["experiment"] == e and r["regulariser"] == "qsd" and r.get("mapping") == mapping
-                       and all(r.get(k) == v for k, v in recipes.recipe_rates(e).items())]
+        for mapping, what in MATCHED.items():
+            matched = matched_runs(runs, e, mapping)
             if matched and "dropout" in recipe:
                 cases.append((f"(c) recipe rate, QSD at {what} ({mapping} mapping)", (recipe["dropout"], {}),
                               (arm(matched, curves), {})))

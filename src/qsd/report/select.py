@@ -20,6 +20,17 @@ def recipe_runs(rows: list[dict], experiment: str) -> list[dict]:
             and is_default_qsd(r)]
 
 
+MATCHED = {"failure": "equal P(m=0)", "variance": "equal Var(m)"}  # QSD mappings that match a dropout statistic
+
+
+def matched_runs(rows: list[dict], experiment: str, mapping: str) -> list[dict]:
+    """QSD runs of ``experiment`` at its recipe's rates with ``mapping`` (one of MATCHED: table3 c), whatever
+    their status."""
+    rates = recipes.recipe_rates(experiment)
+    return [r for r in rows if r["experiment"] == experiment and r["regulariser"] == "qsd" and r.get("mapping") == mapping
+            and all(r.get(k) == v for k, v in rates.items())]
+
+
 def main_runs(rows: list[dict], experiment: str) -> list[dict]:
     """The completed ``recipe_runs``."""
     return [r for r in recipe_runs(rows, experiment) if r["status"] == "completed"]
