@@ -148,3 +148,18 @@ def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path,
     assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=dropout train.epochs=" in out  # the gate's
     assert out.startswith("smoke scale: 8 runs, 0 already finished, about ")
     assert failed.exists()  # a dry run leaves the record of failed runs alone
+
+
+def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys):
+    """A slice of one model (e.g. the MLP's runs on a machine lent for minutes): --experiments keeps the
+    runs of those experiments, and a printed sweep over several experiments is cut to them."""
+    from qsd.reproduce import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["--scale", "smoke", "--experiments", "mlp", "--results", str(tmp_path)])
+    assert err.value.code == 2 and "mlp_mnist" in capsys.readouterr().err
+    args = ["--scale", "smoke", "--dry-run", "--only", "table3_tuned", "--experiments", "cnn_fashion"]
+    assert main([*args, "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("smoke scale: 4 runs, 0 already finished") and "# 4 distinct runs in 1 sweeps" in out
+    assert "experiment=cnn_fashion regulariser=qsd regulariser.mapping=failure,variance" in out and "mlp" not in out

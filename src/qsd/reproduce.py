@@ -117,6 +117,22 @@ def gather(planned: list[suite.Run], runs_root: Path, results: Path, seeds: rang
     return paths
 
 
+def _restrict(overrides: list[str], experiments: list[str] | None) -> list[str]:
+    """A sweep's overrides with its ``experiment=`` values cut to ``experiments`` (all when None); [] when
+    none is left."""
+    if not experiments:
+        return overrides
+    out = []
+    for o in overrides:
+        if o.startswith("experiment="):
+            kept = [e for e in o.split("=", 1)[1].split(",") if e in experiments]
+            if not kept:
+                return []
+            o = "experiment=" + ",".join(kept)
+        out.append(o)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qsd-reproduce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=jobs_arg, default="auto",
                     help="parallel runs, 'auto' (default: as many as the cores and memory hold, 1 thread each) or N")
     ap.add_argument("--only", nargs="*", help="figure/table ids to run and render (default: all; --list shows them)")
+    ap.add_argument("--experiments", nargs="*", metavar="NAME",
+                    help="only the runs of these experiments (e.g. mlp_mnist), within --only's figures")
     ap.add_argument("--list", action="store_true", help="list the figure/table ids and stop")
     ap.add_argument("--render-only", action="store_true", help="render from results/<scale>/ alone (no training, no collecting)")
     ap.add_argument("--collect-only", action="store_true",
@@ -169,7 +187,11 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    wanted = [r for r in planned if not args.only or r.figures & set(args.only)]
+    unknown = sorted(set(args.experiments or []) - {r.experiment for r in planned})
+    if unknown:
+        ap.error(f"unknown experiment(s) {unknown} in --experiments; choose from {sorted({r.experiment for r in planned})}")
+    wanted = [r for r in planned if (not args.only or r.figures & set(args.only))
+              and (not args.experiments or r.experiment in args.experiments)]
     roots = [runs_root, out / "runs"]
     finished = {r.key: p for r in planned if (p := suite.locate(r, roots))}
     todo, waiting, spare = suite.split_by_need([r for r in wanted if r.key not in finished], finished)
@@ -193,8 +215,9 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
     if args.dry_run:
-        sweeps = list(dict.fromkeys(tuple(s.overrides) for s in suite.sweeps(args.scale, args.replicate)
-                                    if not args.only or s.figure in args.only))  # a shared sweep once
+        sweeps = list(dict.fromkeys(tuple(o) for s in suite.sweeps(args.scale, args.replicate)
+                                    if (not args.only or s.figure in args.only)
+                                    and (o := _restrict(s.overrides, args.experiments))))  # a shared sweep once
         for sweep in sweeps:
             print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
