@@ -71,9 +71,18 @@ def arm(runs: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str
     return a
 
 
-def _seeds(a: Arm) -> set[int]:
+def result_seeds(a: Arm) -> set[int]:
     """The seeds with a result: completed, diverged or failed."""
     return set(a.test) | set(a.lost)
+
+
+def unpaired(dropout: Arm, qsd: Arm) -> str | None:
+    """``incomplete: <which> has not finished seed(s) <s>`` while a seed has a result in one arm only (a
+    suite still being run), else None."""
+    missing = {"dropout": sorted(result_seeds(qsd) - result_seeds(dropout)),
+               "QSD": sorted(result_seeds(dropout) - result_seeds(qsd))}
+    return "incomplete: " + "; ".join(f"{name} has not finished seed(s) {', '.join(map(str, seeds))}"
+                                      for name, seeds in missing.items() if seeds) if any(missing.values()) else None
 
 
 def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object]:
@@ -87,12 +96,11 @@ def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object
     out["dropout_gain"] = f"{gain[0]:.1%} {gain[1]}" if gain else ""
     reason = baseline_gate(valid, {s: c for s, c in none.valid.items() if c} if none else None,
                            failed=len(dropout.lost), longer=longer, longer_lost=len(dropout.longer_lost))
-    unpaired = {"dropout": sorted(_seeds(qsd) - _seeds(dropout)), "QSD": sorted(_seeds(dropout) - _seeds(qsd))}
+    gap = unpaired(dropout, qsd)
     if reason:
         out["verdict"] = f"not comparable: {reason}"
-    elif any(unpaired.values()):
-        out["verdict"] = "incomplete: " + "; ".join(f"{name} has not finished seed(s) {', '.join(map(str, seeds))}"
-                                                   for name, seeds in unpaired.items() if seeds)
+    elif gap:
+        out["verdict"] = gap
     elif qsd.lost:
         out["verdict"] = f"QSD worse (lost {len(qsd.lost)} of {len(qsd.lost) + len(qsd.test)} seeds: " \
                          f"{', '.join(sorted(set(qsd.lost.values())))})"

@@ -14,7 +14,7 @@ import torch
 
 from ..regularisers import build
 from . import recipes
-from .compare import WITHHELD, read_collected, read_runs, recipe_comparison
+from .compare import WITHHELD, Arm, arm, read_collected, read_runs, recipe_comparison, unpaired
 from .gate import SHORT_RULE
 from .select import (MATCHED, absent_reason, by_reg, is_default_qsd, main_runs, matched_runs, not_testable, on_grid, ordered,
                      recipe_runs)
@@ -155,14 +155,17 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
     axes[0].legend(frameon=False)
     save(fig, res, "fig4_sparsity", scale, f"test set, masks off; mean and 95% CI over seeds; {SHORT_RULE}")
     write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
-    gate = recipe_comparison(all_runs, curves, longer, "mlp_mnist")["verdict"]
-    compared = [("(a) recipe rate", sp)] + [  # QSD at dropout's zero fraction or variance (table3 c), same dropout runs
-        (f"(c) QSD at {what} ({mapping} mapping)",
-         [s for s in sparsity if s["run"] in {r["run"] for r in matched_runs(all_runs, "mlp_mnist", mapping)
-                                              if r["status"] == "completed"}])
-        for mapping, what in MATCHED.items()]
+    recipe = recipe_comparison(all_runs, curves, longer, "mlp_mnist")
+    gate, d_arm = recipe["verdict"], recipe["arms"].get("dropout", Arm())
+    compared = [("(a) recipe rate", sp, recipe["arms"].get("qsd", Arm()))]
+    for mapping, what in MATCHED.items():  # QSD at dropout's zero fraction or variance (table3 c), same dropout runs
+        matched = matched_runs(all_runs, "mlp_mnist", mapping)
+        names = {r["run"] for r in matched if r["status"] == "completed"}
+        compared.append((f"(c) QSD at {what} ({mapping} mapping)", [s for s in sparsity if s["run"] in names],
+                         arm(matched, curves)))
     diffs = []
-    for comparison, qsd_rows in compared:
+    for comparison, qsd_rows, q_arm in compared:
+        withheld = gate if gate.startswith(WITHHELD) else unpaired(d_arm, q_arm)
         for key, _ in SPARSITY:
             for i, l in enumerate(layers):
                 dropout = by_reg([s for s in sp if s["layer"] == l and s["regulariser"] == "dropout"], key)
@@ -172,7 +175,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
                     diffs.append({"comparison": comparison, "measure": key, "layer": f"hidden {i + 1}",
                                   "qsd_minus_dropout": d["diff"], "boot_lo": d["lo"], "boot_hi": d["hi"],
                                   "t_lo": d["t_lo"], "t_hi": d["t_hi"], "n_pairs": d["n_pairs"],
-                                  "verdict": gate if gate.startswith(WITHHELD) else verdict(d, lower_is_better=False)
+                                  "verdict": withheld or verdict(d, lower_is_better=False)
                                   .replace("better", "sparser").replace("worse", "less sparse")})
     write_table(res, "fig4_sparsity_diff", diffs, scale,
                 f"Sparsity: paired QSD - dropout differences, (a) at the recipe's rates, (c) with QSD at dropout's "
