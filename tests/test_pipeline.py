@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -163,3 +164,24 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
     out = capsys.readouterr().out
     assert out.startswith("smoke scale: 4 runs, 0 already finished") and "# 4 distinct runs in 1 sweeps" in out
     assert "experiment=cnn_fashion regulariser=qsd regulariser.mapping=failure,variance" in out and "mlp" not in out
+
+
+def test_pack_holds_what_collection_needs_elsewhere(smoke, tmp_path):
+    """A lent machine's slice packs its committed runs and weights_ks.csv (no weights); unpacked in
+    another checkout, --collect-only with no runs root gives the same runs.csv and KS rows."""
+    base, env, _, _, _ = smoke
+    packed = tmp_path / "slice.tgz"
+    run = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--collect-only", "--jobs", "2",
+                          "--results", str(tmp_path / "results"), "--pack", str(packed)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with tarfile.open(packed) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "checkout", filter="data")
+    assert "results/smoke/weights_ks.csv" in names and not any(n.endswith((".pt", ".lock", ".log")) for n in names)
+    again = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--collect-only", "--jobs", "2",
+                            "--results", str(tmp_path / "checkout" / "results")],
+                           env={**env, "QSD_RUNS_ROOT": str(tmp_path / "no-runs")}, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    built, fresh = base / "results" / "smoke", tmp_path / "checkout" / "results" / "smoke"
+    for name in ("runs.csv", "weights_ks.csv"):
+        assert (fresh / name).read_text() == (built / name).read_text()

@@ -21,6 +21,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from . import runstore, suite
-from .io import write_text
+from .io import atomic_write, write_text
 from .paths import ROOT
 from .report import figures, recipes, result_tables
 from .report.collect import collect
@@ -117,6 +118,18 @@ def gather(planned: list[suite.Run], runs_root: Path, results: Path, seeds: rang
     return paths
 
 
+def pack(results: Path, out: Path, dest: Path) -> Path:
+    """Write ``dest``, a .tar.gz of what a machine lent for a slice brings back: ``out``'s committed runs
+    (small files only) and weights_ks.csv (the KS rows of weights that stay there), named from
+    ``results``' parent, so that ``tar xzf`` in a checkout puts them in place for ``--collect-only``."""
+    def write(f) -> None:
+        with tarfile.open(fileobj=f, mode="w:gz") as tar:
+            for path in (out / "runs", out / "weights_ks.csv"):
+                if path.exists():
+                    tar.add(path, arcname=str(path.relative_to(results.parent)))
+    return atomic_write(dest, write)
+
+
 def _restrict(overrides: list[str], experiments: list[str] | None) -> list[str]:
     """A sweep's overrides with its ``experiment=`` values cut to ``experiments`` (all when None); [] when
     none is left."""
@@ -153,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the same runs on fresh seeds (5-9 at cpu and paper scale), into results/<scale>/replication/, "
                          "with each verdict beside the main one (replication.md)")
     ap.add_argument("--verbose", action="store_true", help="show every run's own output (it always goes to its train.log)")
+    ap.add_argument("--pack", type=Path, metavar="FILE",
+                    help="at the end, also after a stop, write FILE (.tar.gz): the committed runs' small files and "
+                         "weights_ks.csv, what a machine lent for a slice brings back (`tar xzf FILE` in a checkout, "
+                         "then --collect-only)")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -238,6 +255,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")
+        if args.pack:  # weights_ks.csv as last collected: the stopped slice's weights are not compared
+            print(f"packed them in {pack(args.results, out, args.pack)}")
         return 130
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
     if over := sum(o.status == "stopped" for o in outcomes):
@@ -260,6 +279,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if replication_of:
         print(f"Replication of the main verdicts ({shown}/replication.md):\n{replicated(out)}")
     print(f"Figures and tables ({', '.join(drawn)}) are in {out}/")
+    if args.pack:
+        print(f"packed the committed runs and weights_ks.csv in {pack(args.results, out, args.pack)}")
     (out / "FAILED_RUNS.txt").unlink(missing_ok=True)
     if failed:
         write_text(out / "FAILED_RUNS.txt", "\n".join(failed) + "\n")
