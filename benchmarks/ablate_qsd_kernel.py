@@ -11,8 +11,8 @@ cost of a part rather than offer a replacement:
 
   kernel            the shipped kernel
   round0            without the rejected-proposal tiles: round 0's proposal is kept where it was rejected
-  round0_bare       round0 without the queue's bookkeeping too (the block's cumsum and sum, the ring's
-                    stores); the acceptance test, now unused, is compiled away: round 0's cost alone
+  round0_bare       round0 without the queue's bookkeeping too (the atomics and the ring's stores);
+                    the acceptance test, now unused, is compiled away: round 0's cost alone
   no_exact          round0 with the acceptance test cut to its squeeze (no two logs per element)
   philox7           round0 with 7 Philox rounds instead of 10 (a different random function)
   philox7_no_exact  both
@@ -40,8 +40,8 @@ from qsd.provenance import device_name
 from qsd.regularisers import build
 
 KERNEL = Path(__file__).resolve().parents[1] / "src/qsd/regularisers/qsd_cuda.py"
-QUEUE = "        if not FIXED_QUANTA:\n            while (tail - head >= S)"
-BOOKKEEPING = re.compile(r"\n {16}rejected = tl\.sum\(.*?\n {16}tail \+= tl\.sum\(has\.to\(tl\.int32\), axis=0\)", re.S)
+QUEUE = "        if not FIXED_QUANTA:\n            last = blk >= n_blocks"
+BOOKKEEPING = re.compile(r"\n {16}rejected = tl\.sum\(.*?mask=has\)", re.S)
 ACCEPT = "    return d * v, positive & (squeeze | exact)"
 SAME_AT_CV0 = ("round0", "round0_bare", "no_exact", "philox7_no_exact")  # the fixed-quanta path has no Gamma
 
@@ -55,7 +55,7 @@ def _edit(src: str, old: str | re.Pattern, new: str) -> str:
 
 
 def round0(src: str) -> str:
-    return _edit(src, QUEUE, "        if False:\n            while (tail - head >= S)")
+    return _edit(src, QUEUE, "        if False:\n            last = blk >= n_blocks")
 
 
 def bare(src: str) -> str:

@@ -4,7 +4,8 @@ relative to torch's dropout on the same tensor.
     python benchmarks/tune_qsd_kernel.py [--shapes 4096x1024,65536x4096 --dtypes float32,bfloat16]
 
 The constants are ``qsd_cuda``'s GROUPS (groups of four elements per block), WARPS (per program),
-PROGRAMS_PER_SM (the persistent grid's size) and SLOW (groups per tile of the rejected proposals);
+PROGRAMS_PER_SM (the persistent grid's size), SLOW (groups per tile of the rejected proposals) and
+BATCH (blocks between two looks at the queue of them);
 none changes the mask, only its speed. Prints the
 device, absolute medians and ratios, best first per tensor, and writes
 results/bench/qsd_kernel_tuning_cuda.json.
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--programs-per-sm", default="4,8,16,32")
     ap.add_argument("--slow", default="32", help="groups per tile of the rejected proposals")
+    ap.add_argument("--batch", default="1,4", help="blocks between two looks at the queue")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--inner", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("results/bench/qsd_kernel_tuning_cuda.json"))
@@ -50,8 +52,9 @@ def main() -> None:
     def ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",")]
 
-    names = ("GROUPS", "WARPS", "PROGRAMS_PER_SM", "SLOW")
-    settings = list(itertools.product(*(ints(v) for v in (args.groups, args.warps, args.programs_per_sm, args.slow))))
+    names = ("GROUPS", "WARPS", "PROGRAMS_PER_SM", "SLOW", "BATCH")
+    settings = list(itertools.product(*(ints(v) for v in (args.groups, args.warps, args.programs_per_sm, args.slow,
+                                                            args.batch))))
     default = tuple(getattr(qsd_cuda, n) for n in names)
     name = device_name(torch.device("cuda"))
     print(f"device: {name}; torch {torch.__version__}; median of {args.repeats} samples of {args.inner} "

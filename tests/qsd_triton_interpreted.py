@@ -15,7 +15,7 @@ from qsd.regularisers.qsd_cpu import qsd_mask_cpu  # noqa: E402
 
 report = []
 for case in json.loads(sys.argv[1]):
-    for name, value in case.get("constants", {}).items():  # launch constants (GROUPS, SLOW): the mask must not move
+    for name, value in case.get("constants", {}).items():  # launch constants (GROUPS, SLOW, BATCH): the mask must not move
         setattr(qsd_cuda, name, value)
     mod = build("qsd", **case["params"])
     seed, shape = case["seed"], tuple(case["shape"])

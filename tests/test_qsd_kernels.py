@@ -86,9 +86,10 @@ def test_cpu_kernel_works_in_a_forked_child():
 def test_triton_kernel_matches_cpu_kernel_interpreted():
     cases = [{"params": p, "seed": s, "shape": [5_003]} for p in CASES for s in (3, 2**33 + 5)]
     # small blocks and rejection tiles: a block's rejected groups fill several tiles, and (8 groups a
-    # block) each program's queue of them wraps around its ring many times
-    cases += [{"params": p, "seed": 7, "shape": [4_099], "constants": {"GROUPS": g, "SLOW": 2}}
-              for p in CASES[2:4] for g in (64, 8)]
+    # block) each program's queue of them wraps around its ring many times, looked at every block or
+    # every 3 blocks
+    cases += [{"params": p, "seed": 7, "shape": [4_099], "constants": {"GROUPS": g, "SLOW": 2, "BATCH": b}}
+              for p in CASES[2:4] for g, b in ((64, 1), (8, 3))]
     helper = Path(__file__).with_name("qsd_triton_interpreted.py")
     run = subprocess.run([sys.executable, str(helper), json.dumps(cases)], capture_output=True, text=True,
                          timeout=600)

@@ -12,11 +12,15 @@ Layout: a persistent grid; each program takes blocks of GROUPS groups of four el
 [4, GROUPS] tile so that a thread keeps each group's four elements (one Philox block serves them
 without moving data between threads) and loads and stores them as one vector. Round 0 of
 Marsaglia-Tsang runs on every element of a block at once and is stored; the few groups with a
-rejected proposal join the program's queue (a ring in global scratch), and each time SLOW of them
-wait, they are finished as one [4, SLOW] tile whose rejected elements take further rounds and are
-stored over round 0's (the last, partial tile in a pass after the program's last block). So a rejection costs
-one lane's work instead of another round for the whole block, and the tiles run full rather than
-once a block, mostly empty.
+rejected proposal join the program's queue (a ring in global scratch; each such group takes its
+place with an atomic increment of the program's count, so a block needs no block-wide scan or
+barrier), and every BATCH blocks, once the program's threads have met at a barrier, each SLOW
+waiting groups are finished as one [4, SLOW] tile whose rejected elements take further rounds and are
+stored over round 0's (the last, partial tile in a pass after the program's last block). So a
+rejection costs one lane's work instead of another round for the whole block, the tiles run full,
+and the program's warps meet once every BATCH blocks rather than several times a block. The order
+of a queue depends on the atomics' timing; the mask does not (each element's rounds use its own
+counter).
 
 With ``TRITON_INTERPRET=1`` set before import the kernel runs on CPU tensors (with numpy's exact
 functions), which is how the tests compare it with the CPU kernel on machines without a GPU.
@@ -42,6 +46,7 @@ else:
 GROUPS = 256  # groups of four elements per block
 WARPS = 4  # warps per program
 SLOW = 32  # groups per tile of the rejected-proposal path
+BATCH = 4  # blocks between two looks at the queue
 PROGRAMS_PER_SM = 32  # programs per multiprocessor in the persistent grid
 
 
@@ -150,19 +155,20 @@ def _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_s
 
 
 @triton.jit
-def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2, gamma_scale, scale,
+def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, count_ptr, inv_cv2, gamma_scale, scale,
                       N_SITES: tl.constexpr, FIXED_QUANTA: tl.constexpr, MAY_BOOST: tl.constexpr,
-                      G: tl.constexpr, S: tl.constexpr, CAP: tl.constexpr):
+                      G: tl.constexpr, S: tl.constexpr, CAP: tl.constexpr, BATCH: tl.constexpr):
     key = tl.load(key_ptr)
     pid = tl.program_id(0)
     n_blocks = tl.cdiv(numel, 4 * G)
     place = tl.arange(0, 4)[:, None]  # an element's place in its group
     index = tl.arange(0, G)  # a group's place in its block
+    programs = tl.num_programs(0)
     own = scratch_ptr + pid * CAP  # this program's queue of rejected groups, a ring of CAP entries
-    head = 0  # entries [head, tail) are waiting
-    tail = 0
+    count = count_ptr + pid  # entries queued so far (zeroed by the caller)
+    head = 0  # entries [head, count) are waiting
     # one pass more than the program has blocks: it finishes the queue's last, partial tile
-    for blk in range(pid, n_blocks + tl.num_programs(0), tl.num_programs(0)):
+    for blk in range(pid, n_blocks + programs, programs):
         if blk < n_blocks:
             base = tl.cast(blk, tl.int64) * (4 * G)
             group = base // 4 + index[None, :]
@@ -191,18 +197,22 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2,
                 m = tl.where(k == 0.0, 0.0, g * gamma_scale)
                 # every element is stored; the rejected proposals' are overwritten later (after a barrier)
                 tl.store(y_ptr + offs, (x.to(tl.float32) * m).to(y_ptr.dtype.element_ty), mask=inside)
-                # groups with a rejected proposal join this program's queue (4 bits a group: which elements);
-                # each full tile of S of them is finished at once, so a rejection costs one lane's work
+                # groups with a rejected proposal join this program's queue (4 bits a group: which elements),
+                # each at the place an atomic increment of the count gives it
                 rejected = tl.sum(((k > 0.0) & (~ok) & inside).to(tl.int32) << place, axis=0)
                 has = rejected != 0
-                rank = tl.cumsum(has.to(tl.int32), axis=0) - 1
-                tl.store(own + ((tail + rank) & (CAP - 1)), (base // 4 + index) * 16 + rejected, mask=has)
-                tail += tl.sum(has.to(tl.int32), axis=0)
+                at = tl.atomic_add(count + rejected * 0, 1, mask=has, sem="relaxed")
+                tl.store(own + (at & (CAP - 1)), (base // 4 + index) * 16 + rejected, mask=has)
         if not FIXED_QUANTA:
-            while (tail - head >= S) | ((blk >= n_blocks) & (head < tail)):
-                _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_scale,
-                                 N_SITES, MAY_BOOST, S, CAP)
-                head += S
+            last = blk >= n_blocks
+            if last | (blk // programs % BATCH == BATCH - 1):
+                tl.debug_barrier()  # every place taken so far is filled
+                tail = tl.load(count, volatile=True)
+                # each full tile of S waiting groups is finished at once, so a rejection costs one lane's work
+                while (tail - head >= S) | (last & (head < tail)):
+                    _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_scale,
+                                     N_SITES, MAY_BOOST, S, CAP)
+                    head += S
 
 
 @functools.cache
@@ -211,8 +221,8 @@ def _multiprocessors(device: torch.device) -> int:
 
 
 def queue_entries() -> int:
-    """Each program's ring of rejected groups: it holds fewer than SLOW waiting entries plus a block's GROUPS."""
-    return triton.next_power_of_2(SLOW + GROUPS)
+    """Each program's ring of rejected groups: it holds fewer than SLOW waiting entries plus BATCH blocks' GROUPS."""
+    return triton.next_power_of_2(SLOW + BATCH * GROUPS)
 
 
 def _programs(device: torch.device) -> int:
@@ -230,10 +240,11 @@ def qsd_scale(x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: 
     programs = max(1, min(_programs(x.device), triton.cdiv(numel, 4 * GROUPS)))
     queue = queue_entries()
     scratch = torch.empty(programs * queue if cv else 1, dtype=torch.int64, device=x.device)
+    counts = torch.zeros(programs if cv else 1, dtype=torch.int32, device=x.device)
     inv_cv2 = 0.0 if cv == 0.0 else 1.0 / (cv * cv)
-    _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, inv_cv2, cv * cv * scale, scale,
-                                   N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0,
-                                   MAY_BOOST=0.0 < inv_cv2 < 1.0, G=GROUPS, S=SLOW, CAP=queue, num_warps=WARPS)
+    _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, counts, inv_cv2, cv * cv * scale, scale,
+                                   N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0, MAY_BOOST=0.0 < inv_cv2 < 1.0,
+                                   G=GROUPS, S=SLOW, CAP=queue, BATCH=BATCH, num_warps=WARPS)
     return y
 
 
