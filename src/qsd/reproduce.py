@@ -240,6 +240,12 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
               "and qsd-reproduce trains a longer run on a grid only at the rate its seed picks")
         print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in todo})) or 'none'}")
+        for figure in [i for i in ids if not args.only or i in args.only]:  # a slice's cost; shared runs count in each
+            left = [r for r in todo + picked if figure in r.figures]
+            if left:
+                guess = sum(r.experiment not in queue.estimate for r in left)
+                print(f"# {figure}: {len(left)} run(s) left, about {clock(queue.left_s(left))} on {args.jobs} "
+                      f"parallel run(s)" + f" ({guess} of them a guess)" * bool(guess))
         return 0
 
     t0, seeds = time.time(), suite.seeds(args.scale, replicate=args.replicate)
