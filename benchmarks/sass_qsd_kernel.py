@@ -28,13 +28,13 @@ POINTER = {"float32": "*fp32", "bfloat16": "*bf16", "float16": "*fp16"}
 def compile_kernel(arch: int, dtype: str, cv: float, sites: int):
     """The kernel as qsd_scale launches it for a tensor of ``dtype`` whose size is a multiple of 16."""
     signature = {"x_ptr": POINTER[dtype], "y_ptr": POINTER[dtype], "numel": "i64", "key_ptr": "*i64",
-                 "t_ptr": "*i64", "scratch_ptr": "*i64", "count_ptr": "*i32", "inv_cv2": "fp32", "gamma_scale": "fp32", "scale": "fp32",
+                 "t_ptr": "*i64", "scratch_ptr": "*i64", "inv_cv2": "fp32", "gamma_scale": "fp32", "scale": "fp32",
                  "N_SITES": "constexpr", "FIXED_QUANTA": "constexpr", "MAY_BOOST": "constexpr",
                  "G": "constexpr", "S": "constexpr", "CAP": "constexpr", "BATCH": "constexpr"}
     constants = {"N_SITES": sites, "FIXED_QUANTA": cv == 0.0, "MAY_BOOST": cv > 1.0,
                  "G": qsd_cuda.GROUPS, "S": qsd_cuda.SLOW, "CAP": qsd_cuda.queue_entries(),
                  "BATCH": qsd_cuda.BATCH}
-    aligned = {(i,): [["tt.divisibility", 16]] for i in range(7)}  # pointers and numel, as Triton specialises them
+    aligned = {(i,): [["tt.divisibility", 16]] for i in range(6)}  # pointers and numel, as Triton specialises them
     source = ASTSource(qsd_cuda._qsd_scale_kernel, signature, constants, aligned)
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": qsd_cuda.WARPS})
 

@@ -13,8 +13,8 @@ Layout: a persistent grid; each program takes blocks of GROUPS groups of four el
 without moving data between threads) and loads and stores them as one vector. Round 0 of
 Marsaglia-Tsang runs on every element of a block at once and is stored; the few groups with a
 rejected proposal join the program's queue (a ring in global scratch; each such group takes its
-place with an atomic increment of the program's count, so a block needs no block-wide scan or
-barrier), and every BATCH blocks, once the program's threads have met at a barrier, each SLOW
+place with an atomic increment of the program's count, zeroed by the program as it starts, so a
+block needs no block-wide scan or barrier), and every BATCH blocks, once the program's threads have met at a barrier, each SLOW
 waiting groups are finished as one [4, SLOW] tile whose rejected elements take further rounds and are
 stored over round 0's (the last, partial tile in a pass after the program's last block). So a
 rejection costs one lane's work instead of another round for the whole block, the tiles run full,
@@ -155,7 +155,7 @@ def _finish_rejected(key, own, head, tail, x_ptr, y_ptr, t_ptr, inv_cv2, gamma_s
 
 
 @triton.jit
-def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, count_ptr, inv_cv2, gamma_scale, scale,
+def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, inv_cv2, gamma_scale, scale,
                       N_SITES: tl.constexpr, FIXED_QUANTA: tl.constexpr, MAY_BOOST: tl.constexpr,
                       G: tl.constexpr, S: tl.constexpr, CAP: tl.constexpr, BATCH: tl.constexpr):
     key = tl.load(key_ptr)
@@ -165,7 +165,10 @@ def _qsd_scale_kernel(x_ptr, y_ptr, numel, key_ptr, t_ptr, scratch_ptr, count_pt
     index = tl.arange(0, G)  # a group's place in its block
     programs = tl.num_programs(0)
     own = scratch_ptr + pid * CAP  # this program's queue of rejected groups, a ring of CAP entries
-    count = count_ptr + pid  # entries queued so far (zeroed by the caller)
+    count = scratch_ptr + programs * CAP + pid  # entries queued so far, after every program's ring
+    if not FIXED_QUANTA:
+        tl.store(count, 0)
+        tl.debug_barrier()  # zero before any thread's increment
     head = 0  # entries [head, count) are waiting
     # one pass more than the program has blocks: it finishes the queue's last, partial tile
     for blk in range(pid, n_blocks + programs, programs):
@@ -239,10 +242,9 @@ def qsd_scale(x: torch.Tensor, key: torch.Tensor, thresholds: torch.Tensor, cv: 
     numel = x.numel()
     programs = max(1, min(_programs(x.device), triton.cdiv(numel, 4 * GROUPS)))
     queue = queue_entries()
-    scratch = torch.empty(programs * queue if cv else 1, dtype=torch.int64, device=x.device)
-    counts = torch.zeros(programs if cv else 1, dtype=torch.int32, device=x.device)
+    scratch = torch.empty(programs * (queue + 1) if cv else 1, dtype=torch.int64, device=x.device)  # rings, counts
     inv_cv2 = 0.0 if cv == 0.0 else 1.0 / (cv * cv)
-    _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, counts, inv_cv2, cv * cv * scale, scale,
+    _qsd_scale_kernel[(programs,)](x, y, numel, key, thresholds, scratch, inv_cv2, cv * cv * scale, scale,
                                    N_SITES=thresholds.numel(), FIXED_QUANTA=cv == 0.0, MAY_BOOST=0.0 < inv_cv2 < 1.0,
                                    G=GROUPS, S=SLOW, CAP=queue, BATCH=BATCH, num_warps=WARPS)
     return y
