@@ -14,13 +14,13 @@ without moving data between threads) and loads and stores them as one vector. Ro
 Marsaglia-Tsang runs on every element of a block at once and is stored; the few groups with a
 rejected proposal join the program's queue (a ring in global scratch; each such group takes its
 place with an atomic increment of the program's count, zeroed by the program as it starts, so a
-block needs no block-wide scan or barrier), and every BATCH blocks, once the program's threads have met at a barrier, each SLOW
-waiting groups are finished as one [4, SLOW] tile whose rejected elements take further rounds and are
-stored over round 0's (the last, partial tile in a pass after the program's last block). So a
-rejection costs one lane's work instead of another round for the whole block, the tiles run full,
-and the program's warps meet once every BATCH blocks rather than several times a block. The order
-of a queue depends on the atomics' timing; the mask does not (each element's rounds use its own
-counter).
+block needs no block-wide scan or barrier). Every BATCH blocks, once the program's threads have met
+at a barrier, each SLOW waiting groups are finished as one [4, SLOW] tile whose rejected elements
+take further rounds and are stored over round 0's (the last, partial tile in a pass after the
+program's last block). So a rejection costs one lane's work instead of another round for the whole
+block, the tiles run full, and the program's warps meet once every BATCH blocks rather than several
+times a block. The order of a queue depends on the atomics' timing; the mask does not (each
+element's rounds use its own counter).
 
 With ``TRITON_INTERPRET=1`` set before import the kernel runs on CPU tensors (with numpy's exact
 functions), which is how the tests compare it with the CPU kernel on machines without a GPU.
