@@ -89,16 +89,28 @@ def test_committed_runs_are_enough_and_stray_runs_never_reach_a_figure(smoke, tm
 
 def test_collect_only_commits_runs_trained_elsewhere_and_trains_nothing(smoke, tmp_path):
     """A slice trained on another machine: its runs root alone (no committed runs here) is collected
-    into a fresh results folder, giving the same runs.csv, and nothing is trained."""
+    into a fresh results folder, giving the same runs.csv, and nothing is trained. What ``--pack``
+    writes there (committed runs, KS rows; no weights), unpacked in another checkout, is all that
+    checkout's --collect-only needs for the same runs.csv and KS rows."""
     base, env, _, _, _ = smoke
     before = {p: p.stat().st_mtime_ns for p in (base / "runs").rglob("*") if p.is_file()}
-    run = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--collect-only", "--jobs", "2",
-                          "--results", str(tmp_path / "results")], env=env, capture_output=True, text=True)
+    packed, collect = tmp_path / "slice.tgz", [sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--collect-only"]
+    run = subprocess.run([*collect, "--results", str(tmp_path / "results"), "--pack", str(packed)], env=env,
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "[1/" not in run.stdout and before == {p: p.stat().st_mtime_ns for p in (base / "runs").rglob("*") if p.is_file()}
     fresh, built = tmp_path / "results" / "smoke", base / "results" / "smoke"
     assert (fresh / "runs.csv").read_text() == (built / "runs.csv").read_text()
     assert len(list((fresh / "runs").glob("*/*/summary.json"))) == len(list((built / "runs").glob("*/*/summary.json")))
+    with tarfile.open(packed) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "checkout", filter="data")
+    assert "results/smoke/weights_ks.csv" in names and not any(n.endswith((".pt", ".lock", ".log")) for n in names)
+    elsewhere = subprocess.run([*collect, "--only", "fig1_masks", "--results", str(tmp_path / "checkout" / "results")],
+                               env={**env, "QSD_RUNS_ROOT": str(tmp_path / "no-runs")}, capture_output=True, text=True)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    for name in ("runs.csv", "weights_ks.csv"):
+        assert (tmp_path / "checkout" / "results" / "smoke" / name).read_text() == (built / name).read_text()
 
 
 def test_replicate_trains_fresh_seeds_and_sets_each_verdict_beside_the_main_one(smoke):
@@ -166,23 +178,3 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
     assert out.startswith("smoke scale: 4 runs, 0 already finished") and "# 4 distinct runs in 1 sweeps" in out
     assert "experiment=cnn_fashion regulariser=qsd regulariser.mapping=failure,variance" in out and "mlp" not in out
 
-
-def test_pack_holds_what_collection_needs_elsewhere(smoke, tmp_path):
-    """A lent machine's slice packs its committed runs and weights_ks.csv (no weights); unpacked in
-    another checkout, --collect-only with no runs root gives the same runs.csv and KS rows."""
-    base, env, _, _, _ = smoke
-    packed = tmp_path / "slice.tgz"
-    run = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--collect-only", "--jobs", "2",
-                          "--results", str(tmp_path / "results"), "--pack", str(packed)], env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    with tarfile.open(packed) as tar:
-        names = tar.getnames()
-        tar.extractall(tmp_path / "checkout", filter="data")
-    assert "results/smoke/weights_ks.csv" in names and not any(n.endswith((".pt", ".lock", ".log")) for n in names)
-    again = subprocess.run([sys.executable, "-m", "qsd.reproduce", "--scale", "smoke", "--collect-only", "--jobs", "2",
-                            "--results", str(tmp_path / "checkout" / "results")],
-                           env={**env, "QSD_RUNS_ROOT": str(tmp_path / "no-runs")}, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr[-3000:]
-    built, fresh = base / "results" / "smoke", tmp_path / "checkout" / "results" / "smoke"
-    for name in ("runs.csv", "weights_ks.csv"):
-        assert (fresh / name).read_text() == (built / name).read_text()
