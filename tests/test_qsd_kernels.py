@@ -87,8 +87,9 @@ def test_triton_kernel_matches_cpu_kernel_interpreted():
     cases = [{"params": p, "seed": s, "shape": [5_003]} for p in CASES for s in (3, 2**33 + 5)]
     # small blocks and rejection tiles: a block's rejected groups fill several tiles, and (8 groups a
     # block) each program's queue of them wraps around its ring many times, looked at every block or
-    # every 3 blocks
-    cases += [{"params": p, "seed": 7, "shape": [4_099], "constants": {"GROUPS": g, "SLOW": 2, "BATCH": b}}
+    # every 3 blocks; the mask alone (forward and backward are the same launch, checked in the cases above)
+    cases += [{"params": p, "seed": 7, "shape": [4_099], "constants": {"GROUPS": g, "SLOW": 2, "BATCH": b},
+               "autograd": False}
               for p in CASES[2:4] for g, b in ((64, 1), (8, 3))]
     helper = Path(__file__).with_name("qsd_triton_interpreted.py")
     run = subprocess.run([sys.executable, str(helper), json.dumps(cases)], capture_output=True, text=True,
@@ -96,7 +97,8 @@ def test_triton_kernel_matches_cpu_kernel_interpreted():
     assert run.returncode == 0, run.stderr[-3000:]
     for case, got in zip(cases, json.loads(run.stdout.strip().splitlines()[-1])):
         assert got["close"] == 1.0 and got["max_abs"] < 1e-4, (case, got)
-        assert got["forward"] < 1e-5 and got["grad"] < 1e-6, (case, got)  # backward regenerates the mask
+        if case.get("autograd", True):
+            assert got["forward"] < 1e-5 and got["grad"] < 1e-6, (case, got)  # backward regenerates the mask
 
 
 @pytest.mark.parametrize("params", [CASES[0], CASES[2]])
