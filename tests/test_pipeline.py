@@ -66,10 +66,11 @@ def test_smoke_suite_runs_end_to_end(smoke):
 
 def test_second_invocation_trains_nothing(smoke):
     base, env, cmd, _, first_s = smoke
-    before = {p: p.stat().st_mtime_ns for p in (base / "runs").rglob("summary.json")}
+    kept = [*(base / "runs").rglob("summary.json"), base / "results" / "smoke" / "cost.json"]  # runs, measurement
+    before = {p: p.stat().st_mtime_ns for p in kept}
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert again.returncode == 0
-    assert before == {p: p.stat().st_mtime_ns for p in (base / "runs").rglob("summary.json")}
+    assert again.returncode == 0 and "cost.json exists (delete it to measure again)" in again.stdout
+    assert before == {p: p.stat().st_mtime_ns for p in kept}
 
 
 def test_committed_runs_are_enough_and_stray_runs_never_reach_a_figure(smoke, tmp_path):

@@ -269,7 +269,11 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"{over} run(s) not started: they would not finish within the time budget")
     for m in [] if args.collect_only or args.replicate else manifests():  # the cost needs no fresh seeds
         if "bench" in m and (not args.only or m["id"] in args.only):
-            cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], results=out) for a in m["bench"])]
+            measured = out / m["bench_out"]
+            if measured.exists():  # like a finished run: kept, not measured again
+                print(f"benchmark: {measured} exists (delete it to measure again)")
+                continue
+            cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], out=measured) for a in m["bench"])]
             print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
             if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
                 failed.append(" ".join(cmd[1:]))

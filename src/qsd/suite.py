@@ -96,6 +96,7 @@ def sweeps(scale: str, replicate: bool = False) -> list[Sweep]:
     out = []
     parser = OverridesParser.create()
     with _hydra():
+        compose_run = _composer()
         for m in recipes.manifests().values():
             for sweep in m["sweeps"]:
                 if "scales" in sweep and scale not in sweep["scales"]:
@@ -109,7 +110,7 @@ def sweeps(scale: str, replicate: bool = False) -> list[Sweep]:
                     raise ValueError(f"experiments/{m['id']}.yaml: a convergence_check sweep must train dropout")
                 rest = [o for o in sweep["overrides"] if o.split("=", 1)[0] not in ("experiment", "regulariser")]
                 for e in _values(parsed["experiment"]):
-                    epochs = compose("train", overrides=[f"scale={scale}", f"experiment={e}"]).train.epochs
+                    epochs = compose_run([f"scale={scale}", f"experiment={e}"]).train.epochs
                     out.append(Sweep(m["id"], [*base, f"experiment={e}", "regulariser=dropout", *rest,
                                                f"train.epochs={math.ceil(LONGER * epochs)}"], lengthens=True))
     return out
@@ -166,18 +167,21 @@ def split_by_need(runs: list[Run], finished: dict[str, Path]) -> tuple[list[Run]
             [r for r in runs if need[r.key] is False])
 
 
+_BASES: dict[tuple[str, ...], DictConfig] = {}  # choice of config groups -> Hydra's composition (configs/ read once a process)
+
+
 def _composer():
     """``compose("train", overrides)``, fast: Hydra composes once per choice of config groups
     (``experiment=``, ``regulariser=``, ...) and the value overrides are applied to a copy the way
     Hydra applies them (a test checks the result equals a full compose)."""
-    parser, groups, bases = OverridesParser.create(), {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}, {}
+    parser, groups = OverridesParser.create(), {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
 
     def compose_run(overrides: list[str]) -> DictConfig:
         parsed = parser.parse_overrides(overrides)
         chosen = tuple(o.input_line for o in parsed if o.key_or_group in groups)
-        if chosen not in bases:
-            bases[chosen] = compose("train", overrides=list(chosen))
-        cfg = copy.deepcopy(bases[chosen])
+        if chosen not in _BASES:
+            _BASES[chosen] = compose("train", overrides=list(chosen))
+        cfg = copy.deepcopy(_BASES[chosen])
         ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if o.key_or_group not in groups], cfg)
         return cfg
 
