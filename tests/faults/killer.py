@@ -77,8 +77,8 @@ def _child(request: dict) -> None:
             os.dup2(fd, to)
         run(request["command"][0], request["command"][1:])
         code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
+    except SystemExit as e:  # as the interpreter maps it: None is success, an int itself, anything else 1
+        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
     except BaseException:  # noqa: BLE001 -- reported in the log, as a fresh process would
         traceback.print_exc()
     finally:

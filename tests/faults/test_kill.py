@@ -29,7 +29,6 @@ class Forker:
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def start(self, command: list[str], log: Path, **env: str) -> int:
-        self.log = log
         self.server.stdin.write(json.dumps({"command": command, "env": env, "log": str(log)}) + "\n")
         self.server.stdin.flush()
         return int(self._read())
