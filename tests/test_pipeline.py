@@ -180,3 +180,24 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
     assert out.startswith("smoke scale: 4 runs, 0 already finished") and "# 4 distinct runs in 1 sweeps" in out
     assert "experiment=cnn_fashion regulariser=qsd regulariser.mapping=failure,variance" in out and "mlp" not in out
 
+
+
+def test_data_not_prepared_stops_before_training_and_user_supplied_data_sets_its_runs_aside(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """A data set the suite can fetch but nobody did stops it at once, saying how to fetch it; one only a user
+    can supply (CIFAR-10) sets its runs aside, unless an experiment reading it was named."""
+    from qsd.reproduce import absent_data, main
+
+    root, runs_root = tmp_path / "data", tmp_path / "runs"
+    write_tiny_caches(root)
+    for name in ("rt", "cifar10"):
+        shutil.rmtree(root / "cache" / name)
+    monkeypatch.setenv("QSD_DATA_ROOT", str(root))
+    monkeypatch.setenv("QSD_RUNS_ROOT", str(runs_root))
+    assert main(["--scale", "smoke", "--only", "fig8_sentiment", "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "data set 'rt'" in err and "qsd-data fetch rt" in err and "imdb" not in err and not runs_root.exists()
+    runs = [suite.Run((), f"{e}/r", e, "none", 0, 1, d, 1) for e, d in (("wrn_cifar10", "cifar10"), ("mlp_mnist", "mnist"))]
+    aside, blocking = absent_data(runs, None)
+    assert list(aside) == ["cifar10"] and "cifar-10-batches-py/" in aside["cifar10"] and not blocking
+    assert absent_data(runs, ["wrn_cifar10"]) == ({}, aside)

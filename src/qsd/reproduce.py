@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from . import runstore, suite
+from . import data, runstore, suite
 from .io import atomic_write, write_text
 from .paths import ROOT
 from .report import figures, recipes, result_tables
@@ -146,6 +146,18 @@ def _restrict(overrides: list[str], experiments: list[str] | None) -> list[str]:
     return out
 
 
+def absent_data(runs: list[suite.Run], named: list[str] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The data sets ``runs`` read that are not prepared here, each with what to do, split in two: those
+    whose runs are set aside (user-supplied sets, e.g. CIFAR-10, unless an experiment reading one was
+    ``named`` with --experiments) and those that stop the command (sets it can fetch, or named ones)."""
+    aside, blocking = {}, {}
+    for name in sorted({r.data for r in runs}):
+        if hint := data.missing(name):
+            asked = any(r.data == name and r.experiment in (named or []) for r in runs)
+            (blocking if data.SPECS[name].obtain or asked else aside)[name] = hint
+    return aside, blocking
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qsd-reproduce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,6 +224,16 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     roots = [runs_root, out / "runs"]
     finished = {r.key: p for r in planned if (p := suite.locate(r, roots))}
     todo, waiting, spare = suite.split_by_need([r for r in wanted if r.key not in finished], finished)
+    aside, blocking = ({}, {}) if args.collect_only else absent_data(todo + waiting, args.experiments)
+    if blocking and not args.dry_run:
+        for name, hint in blocking.items():
+            print(f"error: data set {name!r}, which {sum(r.data == name for r in todo + waiting)} run(s) read, is not "
+                  f"prepared here; {hint}", file=sys.stderr)
+        return 2
+    for name, hint in aside.items():
+        print(f"set aside: the {sum(r.data == name for r in todo + waiting)} run(s) that read {name}, which is not "
+              f"prepared ({hint}); their figures say so")
+    wanted, todo, waiting = ([r for r in runs if r.key in finished or r.data not in aside] for runs in (wanted, todo, waiting))
     picked = [r for r in waiting if r.grid[0].endswith("/" + r.lengthens)]  # as many as will be: for the estimate
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
@@ -240,6 +262,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
               "and qsd-reproduce trains a longer run on a grid only at the rate its seed picks")
         print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in todo})) or 'none'}")
+        for name, hint in blocking.items():
+            print(f"# not prepared here: {name}: {hint}")
         for figure in [i for i in ids if not args.only or i in args.only]:  # a slice's cost; shared runs count in each
             left = [r for r in todo + picked if figure in r.figures]
             if left:

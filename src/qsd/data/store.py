@@ -60,6 +60,13 @@ def _prepared(name: str, root: Path) -> dict:
     return m
 
 
+def missing(name: str, root: str | os.PathLike | None = None) -> str | None:
+    """None if ``name`` is prepared (its manifest is in place; ``load`` checks each file's hash), else
+    what to do: the fetch command, or (user-supplied sets) where to put the files first."""
+    root = data_root(root)
+    return None if _manifest(name, root) is not None else _hint(name, root)
+
+
 def _verify_raw(s: Spec, root: Path) -> dict[str, str]:
     status = {}
     for rel, (algo, expected) in s.raw.items():
