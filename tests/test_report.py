@@ -81,7 +81,7 @@ def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
     from qsd.report.style import provenance, spans
 
     assert spans({0, 1, 2, 3, 4}) == "0-4" and spans({5, 6, 9}) == "5-6, 9" and spans({3}) == "3"
-    for name, reg, seed, commit in (("dropout-seed0-aaaa", "dropout", 0, "aaa1111"), ("qsd-seed1-bbbb", "qsd", 1, "bbb2222")):
+    for name, reg, seed, commit in (("dropout-seed0-aaaa", "dropout", 0, "aaa1111"), ("qsd-seed1-bbbb", "qsd", 1, "bbb2222" + "0" * 33)):
         _fake_run(tmp_path / "runs", name, reg, seed)
         summary = tmp_path / "runs" / "cpu" / "mlp_mnist" / name / "summary.json"
         summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": commit}}))
@@ -90,6 +90,7 @@ def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
     collect({a: {"figures": "fig2_mlp_curves"}, b: {"figures": "fig6_cnn"}}, out)
     assert provenance(out, "fig2_mlp_curves").startswith("runs (seed 0) at commit aaa1111; drawn at commit ")
     assert provenance(out, "table1_summary").startswith("runs (seeds 0-1) at commit aaa1111, bbb2222; drawn at ")  # uses fig2, fig6
+    # (a full hash, as $QSD_COMMIT gave it on a lent machine, is shown short)
     assert provenance(out, "fig1_masks").startswith("drawn at commit ")  # no runs: sampling only
     assert provenance(out, "fig2_mlp_curves_extra").startswith("runs (seed 0) at commit aaa1111; ")  # a second table of fig2
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
 import torch
+
+
+def short_commit(commit: str) -> str:
+    """A full 40-digit hash as git's short one (7 digits); anything else as it is."""
+    return commit[:7] if re.fullmatch(r"[0-9a-f]{40}", commit) else commit
 
 
 @functools.lru_cache(maxsize=1)
@@ -17,7 +23,7 @@ def git_commit() -> str:
     set, is taken instead: for a copy of the checkout whose git metadata is not its own (a lent GPU
     machine receives the working tree of a given commit, with the history of another)."""
     if os.environ.get("QSD_COMMIT"):
-        return os.environ["QSD_COMMIT"]
+        return short_commit(os.environ["QSD_COMMIT"])
     here = Path(__file__).parent
     try:
         run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=here, check=True).stdout.strip()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import matplotlib
 
-from ..provenance import git_commit
+from ..provenance import git_commit, short_commit
 from .recipes import manifests
 
 matplotlib.use("Agg")
@@ -51,7 +51,7 @@ def provenance(out: Path, stem: str) -> str:
     drawn = f"drawn at commit {git_commit()}"
     if not rows:
         return drawn
-    commits, seeds = sorted({row.get("commit") or "unknown" for row in rows}), {int(row["seed"]) for row in rows}
+    commits, seeds = sorted({short_commit(row.get("commit") or "unknown") for row in rows}), {int(row["seed"]) for row in rows}
     return f"runs (seed{'s' * (len(seeds) > 1)} {spans(seeds)}) at commit {', '.join(commits)}; {drawn}"
 
 
