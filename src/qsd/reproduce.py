@@ -233,7 +233,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for name, hint in aside.items():
         print(f"set aside: the {sum(r.data == name for r in todo + waiting)} run(s) that read {name}, which is not "
               f"prepared ({hint}); their figures say so")
-    wanted, todo, waiting = ([r for r in runs if r.key in finished or r.data not in aside] for runs in (wanted, todo, waiting))
+    keep = lambda runs: [r for r in runs if r.key in finished or r.data not in aside]
+    wanted, todo, waiting, spare = keep(wanted), keep(todo), keep(waiting), keep(spare)
     picked = [r for r in waiting if r.grid[0].endswith("/" + r.lengthens)]  # as many as will be: for the estimate
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
