@@ -232,7 +232,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 2
     for name, hint in aside.items():
         print(f"set aside: the {sum(r.data == name for r in todo + waiting)} run(s) that read {name}, which is not "
-              f"prepared ({hint}); their figures say so")
+              f"prepared ({hint}); the rest of the suite goes on without them")
     keep = lambda runs: [r for r in runs if r.key in finished or r.data not in aside]
     wanted, todo, waiting, spare = keep(wanted), keep(todo), keep(waiting), keep(spare)
     picked = [r for r in waiting if r.grid[0].endswith("/" + r.lengthens)]  # as many as will be: for the estimate
