@@ -183,15 +183,16 @@ def test_compare_counts_lost_seeds_and_gates():
     dropout = Arm(test={s: 2.0 + 0.01 * s for s in range(5)}, valid={s: good for s in range(5)})
     none = Arm(test={s: 2.5 for s in range(5)}, valid={s: [v + 1 for v in good] for s in range(5)})
     qsd = Arm(test={s: 1.5 + 0.02 * s for s in range(4)}, valid={s: good for s in range(4)}, lost={4: "diverged"})
-    assert compare(dropout, qsd, none)["verdict"] == "QSD worse (lost 1 of 5 seeds: diverged)"
+    assert compare(dropout, qsd, 5, none)["verdict"] == "QSD worse (lost 1 of 5 seeds: diverged)"
     assert qsd.cell().endswith("(n=4; 1 diverged)")
     qsd.lost.clear()  # seed 4 not finished yet: no verdict on the pairs so far
-    assert compare(dropout, qsd, none)["verdict"] == "incomplete: QSD has not finished seed(s) 4"
+    assert compare(dropout, qsd, 5, none)["verdict"] == "incomplete: QSD has not finished seed(s) 4"
     qsd.test[4], qsd.valid[4] = 1.58, good
-    assert compare(dropout, qsd, none)["verdict"] == "QSD better"
+    assert compare(dropout, qsd, 5, none)["verdict"] == "QSD better"
+    assert compare(dropout, qsd, 6, none)["verdict"] == "incomplete: 5 of 6 seeds finished"  # a seed in neither arm yet
     worse_none = Arm(test=none.test, valid={s: [v - 1 for v in good] for s in range(5)})
-    assert compare(dropout, qsd, worse_none)["verdict"].startswith("not comparable: dropout does not beat none")
-    assert compare(dropout, qsd, none)["dropout_gain"] == "0.5% over the final 2 of 10 epochs"
+    assert compare(dropout, qsd, 5, worse_none)["verdict"].startswith("not comparable: dropout does not beat none")
+    assert compare(dropout, qsd, 5, none)["dropout_gain"] == "0.5% over the final 2 of 10 epochs"
     dropout.longer = {s: good + [1.9] * 5 for s in range(5)}  # 1.5x the epochs: 6.4% better
-    c = compare(dropout, qsd, none)
+    c = compare(dropout, qsd, 5, none)
     assert c["dropout_gain"] == "6.4% with 1.5x the epochs (15, not 10)" and c["verdict"].startswith("not comparable: dropout not")

@@ -20,11 +20,11 @@ from omegaconf import DictConfig
 
 from . import runstore
 from .report import recipes
+from .report.recipes import SEEDS
 from .report.select import validation_best
 from .report.gate import LONGER
 from .train import CONFIG_DIR, ConfigError, check_config
 
-SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}  # a sweep may ask for fewer (`seeds:`), e.g. a published anchor
 NAMED = ("experiment", "regulariser", "scale", "seed")  # what a run's label always shows
 
 

@@ -76,18 +76,23 @@ def result_seeds(a: Arm) -> set[int]:
     return set(a.test) | set(a.lost)
 
 
-def unpaired(dropout: Arm, qsd: Arm) -> str | None:
-    """``incomplete: <which> has not finished seed(s) <s>`` while a seed has a result in one arm only (a
-    suite still being run), else None."""
+def unpaired(dropout: Arm, qsd: Arm, planned: int) -> str | None:
+    """Why a suite still being run gives no verdict yet, else None: ``incomplete: <which> has not finished
+    seed(s) <s>`` while a seed has a result in one arm only, or ``incomplete: <k> of <planned> seeds
+    finished`` while fewer than the ``planned`` seeds (the scale's, ``SEEDS``) have a result in both."""
     missing = {"dropout": sorted(result_seeds(qsd) - result_seeds(dropout)),
                "QSD": sorted(result_seeds(dropout) - result_seeds(qsd))}
-    return "incomplete: " + "; ".join(f"{name} has not finished seed(s) {', '.join(map(str, seeds))}"
-                                      for name, seeds in missing.items() if seeds) if any(missing.values()) else None
+    if any(missing.values()):
+        return "incomplete: " + "; ".join(f"{name} has not finished seed(s) {', '.join(map(str, seeds))}"
+                                          for name, seeds in missing.items() if seeds)
+    done = len(result_seeds(dropout))
+    return f"incomplete: {done} of {planned} seeds finished" if done < planned else None
 
 
-def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object]:
+def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None) -> dict[str, object]:
     """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given: the gate's
-    reason, or, while a seed has a result in one arm only (a suite still being run), which seeds are missing."""
+    reason, or, while the suite is still being run (``unpaired``: fewer than ``planned`` seeds), which seeds
+    are missing."""
     d = paired_difference(dropout.test, qsd.test)
     out = {"qsd_minus_dropout": d["diff"], "n_pairs": d["n_pairs"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
            "boot_lo": d["lo"], "boot_hi": d["hi"]}
@@ -96,7 +101,7 @@ def compare(dropout: Arm, qsd: Arm, none: Arm | None = None) -> dict[str, object
     out["dropout_gain"] = f"{gain[0]:.1%} {gain[1]}" if gain else ""
     reason = baseline_gate(valid, {s: c for s, c in none.valid.items() if c} if none else None,
                            failed=len(dropout.lost), longer=longer, longer_lost=len(dropout.longer_lost))
-    gap = unpaired(dropout, qsd)
+    gap = unpaired(dropout, qsd, planned)
     if reason:
         out["verdict"] = f"not comparable: {reason}"
     elif gap:
@@ -120,12 +125,13 @@ def read_collected(res: Path) -> tuple[list[dict], dict[str, list[float]], dict[
 
 
 def recipe_comparison(runs: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str, str], dict],
-                      experiment: str) -> dict:
-    """The recipe-rate comparison of ``experiment`` (from ``read_collected``): its arms and ``compare``'s result."""
+                      experiment: str, planned: int) -> dict:
+    """The recipe-rate comparison of ``experiment`` (from ``read_collected``; ``planned`` seeds): its arms and
+    ``compare``'s result."""
     a = arms(recipe_runs(runs, experiment), curves, longer)
     out = {"arms": a}
     if "dropout" in a and "qsd" in a:
-        out.update(compare(a["dropout"], a["qsd"], a.get("none")))
+        out.update(compare(a["dropout"], a["qsd"], planned, a.get("none")))
     else:
         out["verdict"] = "not comparable: no dropout and QSD runs to compare"
     return out

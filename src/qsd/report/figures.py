@@ -155,7 +155,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
     axes[0].legend(frameon=False)
     save(fig, res, "fig4_sparsity", scale, f"test set, masks off; mean and 95% CI over seeds; {SHORT_RULE}")
     write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
-    recipe = recipe_comparison(all_runs, curves, longer, "mlp_mnist")
+    recipe = recipe_comparison(all_runs, curves, longer, "mlp_mnist", recipes.SEEDS[scale])
     gate, d_arm = recipe["verdict"], recipe["arms"].get("dropout", Arm())
     compared = [("(a) recipe rate", sp, recipe["arms"].get("qsd", Arm()))]
     for mapping, what in MATCHED.items():  # QSD at dropout's zero fraction or variance (table3 c), same dropout runs
@@ -165,7 +165,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
                          arm(matched, curves)))
     diffs = []
     for comparison, qsd_rows, q_arm in compared:
-        withheld = gate if gate.startswith(WITHHELD) else unpaired(d_arm, q_arm)
+        withheld = gate if gate.startswith(WITHHELD) else unpaired(d_arm, q_arm, recipes.SEEDS[scale])
         for key, _ in SPARSITY:
             for i, l in enumerate(layers):
                 dropout = by_reg([s for s in sp if s["layer"] == l and s["regulariser"] == "dropout"], key)

@@ -12,6 +12,7 @@ from ..paths import ROOT
 
 CONFIGS, EXPERIMENTS = ROOT / "configs", ROOT / "experiments"
 QSD_KEYS = ("n", "cv", "alpha", "mapping")
+SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}  # per scale; a sweep may ask for fewer (`seeds:`), e.g. a published anchor
 
 
 @cache

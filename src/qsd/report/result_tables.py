@@ -40,7 +40,7 @@ def render_table1_summary(res: Path, scale: str) -> None:
             if reason:
                 rows.append({"experiment": label, "verdict": f"not testable at {scale} scale: {reason}"})
             continue
-        c = recipe_comparison(runs, curves, longer, e)
+        c = recipe_comparison(runs, curves, longer, e, recipes.SEEDS[scale])
         row = {"experiment": label, **{reg: c["arms"][reg].cell() for reg in ordered(c["arms"])}}
         if "qsd_minus_dropout" in c:
             row.update(_comparison_cells(c))
@@ -99,7 +99,7 @@ def render_table3_tuned(res: Path, scale: str) -> None:
         none = arm([r for r in recipe_runs(runs, e) if r["regulariser"] == "none"], curves)
         tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot, longer)
                  for reg in ("dropout", "qsd")}
-        recipe = recipe_comparison(runs, curves, longer, e)["arms"]
+        recipe = recipe_comparison(runs, curves, longer, e, recipes.SEEDS[scale])["arms"]
         cases = []
         if all(a.test or a.lost for a, _ in tuned.values()):
             cases.append(("(b) each at its validation-best rate", tuned["dropout"], tuned["qsd"]))
@@ -114,7 +114,7 @@ def render_table3_tuned(res: Path, scale: str) -> None:
                 cases.append((f"(c) recipe rate, QSD at {what} ({mapping} mapping)", (recipe["dropout"], {}),
                               (arm(matched, curves), {})))
         for comparison, (d_arm, d_rates), (q_arm, q_rates) in cases:
-            c = compare(d_arm, q_arm, none if none.test else None)
+            c = compare(d_arm, q_arm, recipes.SEEDS[scale], none if none.test else None)
             for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
                 rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,
                              "best_rate": _picks(picked, [g["rate_" + slot] for g in grid]) if picked else "recipe",
