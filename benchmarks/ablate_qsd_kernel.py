@@ -11,8 +11,9 @@ cost of a part rather than offer a replacement:
 
   kernel            the shipped kernel
   round0            without the rejected-proposal tiles: round 0's proposal is kept where it was rejected
-  round0_bare       round0 without the queue's bookkeeping too (the atomics and the ring's stores);
-                    the acceptance test, now unused, is compiled away: round 0's cost alone
+  round0_bare       round0 without the queue (the count's atomics and the ring's stores); then nothing
+                    reads the acceptance, and the compiler drops it with the Philox block of acceptance
+                    uniforms: a floor below any exact sampler of this function, not round 0's cost
   no_exact          round0 with the acceptance test cut to its squeeze (no two logs per element)
   philox7           round0 with 7 Philox rounds instead of 10 (a different random function)
   philox7_no_exact  both
