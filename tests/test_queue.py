@@ -65,6 +65,17 @@ def test_every_gated_dropout_run_has_its_longer_twin():
             assert runstore.identity(long) == runstore.identity(short), twin.label
 
 
+def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):
+    """Among runs as long, a slice stopped part-way should leave every regulariser of its first seeds
+    finished (pairs to compare), not all the seeds of one regulariser."""
+    runs = [r for r in suite.plan("paper") if r.experiment in ("mlp_sensitivity", "cnn_mnist") and not r.lengthens]
+    order = Queue(runs, 0, 10, tmp_path, "paper", {"cnn_mnist": 5.0, "mlp_sensitivity": 1.0}).order()
+    cnn = [r for r in order if r.experiment == "cnn_mnist"]
+    assert order[:len(cnn)] == cnn  # 50 epochs at 5 s beat 100 at 1 s
+    assert [r.seed for r in cnn] == sorted(r.seed for r in cnn)
+    assert {r.regulariser for r in cnn if r.seed == 0} == {r.regulariser for r in cnn} == {"none", "dropout", "qsd"}
+
+
 def test_a_longer_run_on_a_grid_trains_only_at_the_rate_its_seed_picks(tmp_path):
     """The gate reads a grid's longer run only where the seed's validation picks that point (table3 b), so
     the queue trains none until the seed's grid has finished, then the picked point's alone; the longer

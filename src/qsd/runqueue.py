@@ -89,8 +89,9 @@ class Queue:
         return max(sum(work) / self.jobs, max(work, default=0.0))
 
     def order(self) -> list[Run]:
-        """Longest first, so that no worker waits at the tail on one long run."""
-        return sorted(self.todo, key=self.seconds, reverse=True)
+        """Longest first, so that no worker waits at the tail on one long run; among runs as long, seed by
+        seed, so that a slice stopped part-way leaves whole seeds (every regulariser's) to pair."""
+        return sorted(self.todo, key=lambda r: (-self.seconds(r), r.seed))
 
     def run(self) -> list[Outcome]:
         start, outcomes = time.time(), []
