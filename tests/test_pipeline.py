@@ -21,7 +21,9 @@ from .conftest import write_tiny_caches
 def test_manifests_name_existing_renderers_and_experiments():
     ids = {m["id"] for m in manifests()}
     assert {f"fig{i}" for i in range(1, 10)} <= {i.split("_")[0] for i in ids}
-    assert {"table1_summary", "table2_cost", "table3_tuned", "anchors"} <= ids
+    assert {"table1_summary", "table2_cost", "table3_tuned", "anchors", "compute"} <= ids
+    compute = next(m for m in manifests() if m["id"] == "compute")  # its caption names every training manifest's runs
+    assert set(compute["uses"]) == {m["id"] for m in manifests() if m["sweeps"]}
     for figure, sweep, _ in suite.sweeps("paper"):
         assert figure in ids and sweep[0] == "scale=paper" and sweep[1].startswith("seed=0")
 
@@ -52,7 +54,8 @@ def test_smoke_suite_runs_end_to_end(smoke):
     assert all(r.key in finished or suite.needed(r, finished) is False for r in planned)  # every other run
     assert any(not suite.needed(r, finished) for r in planned)
     assert len(rows) == len(finished) and {r["status"] for r in rows} <= {"completed", "diverged"}
-    assert {r["threads"] for r in rows} == {"1"}
+    assert {r["threads"] for r in rows} == {"1"} and {r["jobs"] for r in rows} == {"2"}
+    assert all(r["device_name"].endswith("CPU, 1 thread(s)") for r in rows)
     assert "SMOKE" in (out / "table1_summary.md").read_text()
     sparsity = (out / "fig4_sparsity_diff.md").read_text()  # also where QSD matches dropout's P(m=0) or Var(m)
     assert all(c in sparsity for c in ("(a) recipe rate", "(c) QSD at equal P(m=0)", "(c) QSD at equal Var(m)"))

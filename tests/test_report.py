@@ -62,6 +62,29 @@ def test_collect_flattens_the_runs_it_is_given(tmp_path):
 
 
 
+def test_compute_table_gives_each_figures_training_time_and_machine_time(tmp_path):
+    """Each run's wall time, device and JOBS from its summary.json; machine time = run time / JOBS; a run
+    made before summaries recorded JOBS leaves the machine time unknown rather than guessed."""
+    from qsd.report.result_tables import render_compute
+
+    runs = {"dropout-seed0-aaaa": ("fig2_mlp_curves fig4_sparsity", 600.0, 4), "qsd-seed0-bbbb": ("fig2_mlp_curves", 1200.0, 4),
+            "qsd-seed1-cccc": ("fig6_cnn", 360.0, None)}
+    for name, (_, wall, jobs) in runs.items():
+        _fake_run(tmp_path / "runs", name, name.split("-")[0], int(name.split("-")[1][4:]))
+        summary = tmp_path / "runs" / "cpu" / "mlp_mnist" / name / "summary.json"
+        recorded = {"device": "cuda", "wall_s": wall} | ({"device_name": "NVIDIA H200", "jobs": jobs} if jobs else {})
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), **recorded}))
+    out = tmp_path / "out"
+    collect({tmp_path / "runs" / "cpu" / "mlp_mnist" / n: {"figures": f} for n, (f, _, _) in runs.items()}, out)
+    render_compute(out, "cpu")
+    rows = {r["figure"]: r for r in read_csv(out / "compute.csv")}
+    assert rows["fig2_mlp_curves"] == {"figure": "fig2_mlp_curves", "runs": 2, "device": "NVIDIA H200", "jobs": 4,
+                                       "median minutes a run": 15.0, "run hours": 0.5, "machine hours": 0.12}
+    assert rows["fig4_sparsity"]["run hours"] == 0.17 and rows["fig6_cnn"]["device"] == "cuda (name not recorded)"
+    assert rows["all (each run once)"]["runs"] == 3 and rows["all (each run once)"]["run hours"] == 0.6
+    assert rows["all (each run once)"]["machine hours"] == "n/a: jobs not recorded for 1 run(s)"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: weights written from a GPU")
 def test_weights_written_on_cuda_are_compared_on_the_cpu(tmp_path):
     """A run trained on a GPU before model.pt was written from CPU tensors: its KS rows are still computed."""

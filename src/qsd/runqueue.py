@@ -158,7 +158,8 @@ class Queue:
         """This slot's long-lived ``qsd.worker`` process (a new one if it has none or it died)."""
         proc = getattr(self.slot, "worker", None)
         if proc is None or proc.poll() is not None:
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                   "QSD_JOBS": str(self.jobs)}  # recorded in each summary: how many runs shared the machine
             proc = subprocess.Popen([sys.executable, "-m", "qsd.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, env=env)
             self.slot.worker = proc

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 import math
+import os
 import platform
 import signal
 import sys
@@ -30,7 +31,7 @@ from .logger import WandbLogger
 from .metrics import record_sparsity, weight_summary
 from .models import MODELS, build_model
 from .paths import ROOT
-from .provenance import git_commit
+from .provenance import device_name, git_commit
 from .regularisers import build as build_regulariser
 from .tasks import LM_LOSSES, Task, build_task
 
@@ -329,7 +330,8 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
 
     summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
                "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
-               "device": str(device), "threads": cfg.train.threads, "cuda_graphs": graphs,
+               "device": str(device), "device_name": device_name(device), "threads": cfg.train.threads,
+               "jobs": int(os.environ.get("QSD_JOBS", 1)), "cuda_graphs": graphs,
                "wall_s": wall_before + time.time() - t0,
                "versions": {"qsd": __version__, "commit": commit, "torch": torch.__version__,
                             "python": platform.python_version()}}

@@ -70,6 +70,7 @@ def collect(paths: dict[Path, dict[str, str]], out: Path) -> int:
         row = {**base, "metric": summary.get("metric", ""), "test_metric": summary.get(f"test_{summary.get('metric')}", ""),
                "test_loss": summary.get("test_loss", ""), "epochs_done": summary.get("epochs_done", ""),
                "wall_s": summary.get("wall_s", ""), "device": summary.get("device", ""),
+               "device_name": summary.get("device_name", ""), "jobs": summary.get("jobs", ""),
                "threads": summary.get("threads", ""), "commit": (summary.get("versions") or {}).get("commit", "unknown"),
                "figures": columns.get("figures", ""), "lengthens": columns.get("lengthens", "")}
         for k, v in (summary.get("final_valid") or {}).items():

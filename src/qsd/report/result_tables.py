@@ -5,6 +5,7 @@ collected files in ``results/<scale>/`` alone by ``render_<id>(res, scale)``.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from . import recipes
@@ -13,7 +14,7 @@ from .gate import RULE
 from .select import (MATCHED, REGS, is_default_qsd, main_runs, matched_runs, not_testable, on_grid, ordered, recipe_runs,
                      validation_best)
 from .stats import mean_ci
-from .tables import fmt, group, write_missing, write_table
+from .tables import fmt, group, read_csv, write_missing, write_table
 
 
 EXPERIMENT_NAMES = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_mnist": "CNN / MNIST (error %)",
@@ -164,6 +165,34 @@ def render_table2_cost(res: Path, scale: str) -> None:
     write_table(res, "table2_cost", rows, scale,
                 f"Training-step time and saved-activation memory relative to dropout ({cost['device']}, "
                 f"{cost['threads']} threads, median of {cost['repeats']} steps)")
+
+
+def _time_row(name: str, runs: list[dict]) -> dict:
+    """One figure's (or the suite's) training time: where and beside how many runs its runs trained."""
+    wall = [float(r["wall_s"]) for r in runs]
+    jobs = [r.get("jobs") for r in runs]
+    unknown = sum(j in ("", None) for j in jobs)
+    return {"figure": name, "runs": len(runs),
+            "device": "; ".join(sorted({str(r.get("device_name") or f"{r.get('device') or 'unknown'} (name not recorded)")
+                                        for r in runs})),
+            "jobs": ", ".join(str(j) for j in sorted({j for j in jobs if j not in ("", None)})) or "not recorded",
+            "median minutes a run": round(statistics.median(wall) / 60, 1), "run hours": round(sum(wall) / 3600, 2),
+            "machine hours": round(sum(w / int(j) for w, j in zip(wall, jobs)) / 3600, 2) if not unknown
+            else f"n/a: jobs not recorded for {unknown} run(s)"}
+
+
+def render_compute(res: Path, scale: str) -> None:
+    runs = [r for r in read_csv(res / "runs.csv") if r.get("wall_s") not in ("", None)]
+    if not runs:
+        return write_missing(res, "compute", scale, "any run")
+    by_figure = group([(f, r) for r in runs for f in str(r.get("figures") or "").split()], lambda fr: fr[0])
+    rows = [_time_row(f, [r for _, r in pairs]) for f, pairs in sorted(by_figure.items())]
+    write_table(res, "compute", [*rows, _time_row("all (each run once)", runs)], scale,
+                "Training time of the collected runs: each run's wall time as its summary.json records it, the "
+                "device it trained on and its queue's JOBS (how many runs trained side by side at most); machine "
+                "hours = the sum of run time / JOBS, about the time the machine was held (less where a queue's tail "
+                "ran fewer at once). A run that several figures use counts "
+                "in each, and once in the last row")
 
 
 RENDERERS = {name[len("render_"):]: fn for name, fn in globals().items() if name.startswith("render_")}
