@@ -204,3 +204,6 @@ def test_data_not_prepared_stops_before_training_and_user_supplied_data_sets_its
     aside, blocking = absent_data(runs, None)
     assert list(aside) == ["cifar10"] and "cifar-10-batches-py/" in aside["cifar10"] and not blocking
     assert absent_data(runs, ["wrn_cifar10"]) == ({}, aside)
+    assert main(["--scale", "paper", "--only", "fig6_cnn", "--dry-run", "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out  # the set-aside runs get no sweep to copy either
+    assert "set aside: the " in out and "experiment=cnn_mnist" in out and "wrn_cifar10" not in out.split("set aside")[1]

@@ -255,9 +255,10 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
     if args.dry_run:
+        shown = sorted({r.experiment for r in wanted if r.data not in aside})  # set-aside experiments: no sweeps
         sweeps = list(dict.fromkeys(tuple(o) for s in suite.sweeps(args.scale, args.replicate)
                                     if (not args.only or s.figure in args.only)
-                                    and (o := _restrict(s.overrides, args.experiments))))  # a shared sweep once
+                                    and (o := _restrict(s.overrides, shown))))  # a shared sweep once
         for sweep in sweeps:
             print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
