@@ -130,11 +130,8 @@ def pack(results: Path, out: Path, dest: Path) -> Path:
     return atomic_write(dest, write)
 
 
-def _restrict(overrides: list[str], experiments: list[str] | None) -> list[str]:
-    """A sweep's overrides with its ``experiment=`` values cut to ``experiments`` (all when None); [] when
-    none is left."""
-    if not experiments:
-        return overrides
+def _restrict(overrides: list[str], experiments: list[str]) -> list[str]:
+    """A sweep's overrides with its ``experiment=`` values cut to ``experiments``; [] when none is left."""
     out = []
     for o in overrides:
         if o.startswith("experiment="):

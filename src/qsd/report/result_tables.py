@@ -191,8 +191,7 @@ def render_compute(res: Path, scale: str) -> None:
                 "Training time of the collected runs: each run's wall time as its summary.json records it, the "
                 "device it trained on and its queue's JOBS (how many runs trained side by side at most); machine "
                 "hours = the sum of run time / JOBS, about the time the machine was held (less where a queue's tail "
-                "ran fewer at once). A run that several figures use counts "
-                "in each, and once in the last row")
+                "ran fewer at once). A run that several figures use counts in each, and once in the last row")
 
 
 RENDERERS = {name[len("render_"):]: fn for name, fn in globals().items() if name.startswith("render_")}
