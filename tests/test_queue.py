@@ -74,6 +74,9 @@ def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):
     assert order[:len(cnn)] == cnn  # 50 epochs at 5 s beat 100 at 1 s
     assert [r.seed for r in cnn] == sorted(r.seed for r in cnn)
     assert {r.regulariser for r in cnn if r.seed == 0} == {r.regulariser for r in cnn} == {"none", "dropout", "qsd"}
+    untimed = [r for r in suite.plan("paper") if r.experiment == "cnn_mnist"]  # the gate's 75-epoch runs, guessed
+    order = Queue(untimed, 0, 10, tmp_path, "paper", {}).order()
+    assert [r.epochs for r in order] == [75] * 5 + [50] * 15 and [r.seed for r in order[:5]] == [0, 1, 2, 3, 4]
 
 
 def test_a_longer_run_on_a_grid_trains_only_at_the_rate_its_seed_picks(tmp_path):

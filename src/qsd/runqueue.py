@@ -22,7 +22,8 @@ from . import runstore
 from .suite import Run
 from .worker import DONE
 
-GUESS_S = {"smoke": 1.5, "cpu": 120.0, "paper": 300.0}  # a run's wall time when none was recorded (a guess)
+GUESS_S = {"smoke": 1.5, "cpu": 120.0, "paper": 300.0}  # a run's wall time when none was recorded (a guess),
+                                                         # for the fewest epochs its experiment's runs here train
 START_S = 4.0  # a process's start-up (Python, torch, Hydra) beside the recorded training time
 GIB_PER_RUN = 2  # memory one run may need, for JOBS=auto
 
@@ -76,11 +77,15 @@ class Queue:
         self.slot = threading.local()
         self.lock, self.stopping = threading.Lock(), False
         self.total = done + len(todo)
+        self.fewest_epochs: dict[str, int] = {}
+        for r in todo:
+            self.fewest_epochs[r.experiment] = min(r.epochs, self.fewest_epochs.get(r.experiment, r.epochs))
 
     def seconds(self, run: Run) -> float:
-        """``run``'s expected wall time: start-up and its epochs at its experiment's recorded pace."""
+        """``run``'s expected wall time: start-up and its epochs at its experiment's recorded pace, or where
+        none is recorded the guess, scaled by its epochs (so that the gate's longer runs are guessed longer)."""
         if run.experiment not in self.estimate:
-            return GUESS_S[self.scale]
+            return GUESS_S[self.scale] * run.epochs / self.fewest_epochs.get(run.experiment, run.epochs)
         return START_S + self.estimate[run.experiment] * run.epochs
 
     def left_s(self, runs: list[Run]) -> float:
