@@ -72,7 +72,7 @@ def test_compute_table_gives_each_figures_training_time_and_machine_time(tmp_pat
     for name, (_, wall, jobs) in runs.items():
         _fake_run(tmp_path / "runs", name, name.split("-")[0], int(name.split("-")[1][4:]))
         summary = tmp_path / "runs" / "cpu" / "mlp_mnist" / name / "summary.json"
-        recorded = {"device": "cuda", "wall_s": wall} | ({"device_name": "NVIDIA H200", "jobs": jobs} if jobs else {})
+        recorded = {"device": "cuda", "wall_s": wall, "jobs": jobs} | ({"device_name": "NVIDIA H200"} if jobs else {})
         summary.write_text(json.dumps({**json.loads(summary.read_text()), **recorded}))
     out = tmp_path / "out"
     collect({tmp_path / "runs" / "cpu" / "mlp_mnist" / n: {"figures": f} for n, (f, _, _) in runs.items()}, out)

@@ -331,7 +331,8 @@ def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, devi
     summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
                "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
                "device": str(device), "device_name": device_name(device), "threads": cfg.train.threads,
-               "jobs": int(os.environ.get("QSD_JOBS", 1)), "cuda_graphs": graphs,
+               "jobs": int(os.environ["QSD_JOBS"]) if "QSD_JOBS" in os.environ else None,  # set by qsd-reproduce's queue
+               "cuda_graphs": graphs,
                "wall_s": wall_before + time.time() - t0,
                "versions": {"qsd": __version__, "commit": commit, "torch": torch.__version__,
                             "python": platform.python_version()}}
