@@ -7,7 +7,8 @@ SCALE  ?= cpu
 JOBS   ?= auto
 VERBOSE ?=
 ONLY   ?=
-RUN_ARGS = --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(VERBOSE),--verbose)
+SET    ?=
+RUN_ARGS = --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SET),--set $(SET)) $(if $(VERBOSE),--verbose)
 
 .PHONY: help setup check-args data reproduce-all replicate figures test bench clean
 
@@ -29,7 +30,7 @@ check-args:
 	@case " $(SCALES) " in *" $(SCALE) "*) ;; *) echo "SCALE must be one of: $(SCALES) (got '$(SCALE)')" >&2; exit 2;; esac
 	@case "$(JOBS)" in auto) ;; ''|*[!0-9]*|0) echo "JOBS must be auto or an integer >= 1 (got '$(JOBS)')" >&2; exit 2;; esac
 
-reproduce-all: check-args data  ## train every run, collect, render all figures/tables: SCALE=smoke|cpu|paper JOBS=auto|N ONLY="<ids>" VERBOSE=1
+reproduce-all: check-args data  ## train every run, collect, render all figures/tables: SCALE=smoke|cpu|paper JOBS=auto|N ONLY="<ids>" SET="train.cuda_graphs=false" VERBOSE=1
 	$(BIN)/qsd-reproduce $(RUN_ARGS)
 
 replicate: check-args data  ## the same runs on fresh seeds, each verdict beside the main one (results/SCALE/replication/); same options

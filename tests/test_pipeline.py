@@ -11,6 +11,7 @@ import tarfile
 import time
 
 import pytest
+import torch
 
 from qsd import suite
 from qsd.reproduce import manifests
@@ -183,6 +184,27 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
     assert out.startswith("smoke scale: 4 runs, 0 already finished") and "# 4 distinct runs in 1 sweeps" in out
     assert "experiment=cnn_fashion regulariser=qsd regulariser.mapping=failure,variance" in out and "mlp" not in out
 
+
+
+def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_training(tmp_path, capsys):
+    """--set says how every run trains (device, CUDA graphs, compile): a key that would change the
+    results is refused, a value is checked with every run before any trains, the printed sweeps carry it."""
+    from qsd.reproduce import main
+
+    base = ["--scale", "smoke", "--only", "fig2_mlp_curves", "--results", str(tmp_path)]
+    with pytest.raises(SystemExit) as err:
+        main([*base, "--set", "train.epochs=3"])
+    assert err.value.code == 2 and "'train.epochs=3' is not KEY=VALUE with KEY one of device, train.cuda_graphs, " \
+        "train.compile" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*base, "--set", "train.cuda_graphs=true"]) == 2
+        assert "train.cuda_graphs=true needs a CUDA device; device=auto gave cpu" in capsys.readouterr().err
+    assert main([*base, "--set", "train.cuda_graphs=maybe"]) == 2
+    assert "train.cuda_graphs must be auto, true or false" in capsys.readouterr().err
+    assert not (tmp_path / "smoke" / "runs").exists()
+    assert main([*base, "--dry-run", "--set", "device=cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=none,dropout,qsd device=cpu" in out
 
 
 def test_data_not_prepared_stops_before_training_and_user_supplied_data_sets_its_runs_aside(tmp_path, capsys,

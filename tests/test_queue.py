@@ -141,6 +141,16 @@ def test_results_do_not_depend_on_the_number_of_parallel_runs(tiny_root, tmp_pat
     assert metrics[1] == metrics[2]
 
 
+def test_settings_reach_every_run_and_leave_its_folder_alone(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))
+    monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path))
+    runs = _runs(["experiment=mlp_mnist", "seed=0", *TINY[:-1]])  # device left to the setting
+    assert [o.status for o in Queue(runs, 0, 1, tmp_path / "smoke", "smoke", {}, settings=["device=cpu"]).run()] == ["completed"]
+    path = tmp_path / "smoke" / runs[0].key
+    assert json.loads((path / "summary.json").read_text())["device"] == "cpu"
+    assert "device=cpu train.progress=off" in (path / "train.log").read_text().splitlines()[0]
+
+
 def test_a_failed_run_is_recorded_and_the_queue_goes_on(tiny_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))
     monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path))

@@ -117,8 +117,8 @@ BAD = [
     (["regulariser=qsd", "regulariser.sampler=1"], "sampler must be 2, the only one this version implements"),
     (["train.cuda_graphs=true"], "train.cuda_graphs=true needs a CUDA device, but device=cpu"),
     (["train.cuda_graphs=yes"], "train.cuda_graphs must be auto, true or false"),
-    (["experiment=lstm_ptb_small", "train.cuda_graphs=true", "device=cuda"], "train.cuda_graphs supports image "
-     "classification (batches of one shape); data 'ptb' is 'lm'"),
+    (["experiment=lstm_imdb", "train.cuda_graphs=true", "device=cuda"], "train.cuda_graphs supports image "
+     "classification and language models (batches of one shape); data 'imdb' is 'text'"),
 ]
 
 
@@ -216,17 +216,27 @@ def test_logged_lr_is_the_epochs_own(tiny_root, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("experiment,regulariser", [("mlp_mnist", "qsd"), ("cnn_fashion", "dropout")])
-def test_cuda_graphs_train_as_eager_does(tiny_root, tmp_path, experiment, regulariser):
+@pytest.mark.parametrize("experiment,regulariser,sizes", [
+    ("mlp_mnist", "qsd", ["train.batch_size=32"]),
+    ("cnn_fashion", "dropout", ["train.batch_size=32"]),
+    # 21 full training windows and 17 one-stream validation windows a pass, so both replay
+    ("lstm_ptb", "qsd", ["train.batch_size=4", "train.eval_batch_size=1"]),
+])
+def test_cuda_graphs_train_as_eager_does(tiny_root, tmp_path, monkeypatch, experiment, regulariser, sizes):
     """The captured step replays the eager step's kernels: same numbers (to float rounding), and
     the run keeps its hash."""
+    replays = []
+    replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda g: replays.append(1) or replay(g))
     common = [f"experiment={experiment}", f"regulariser={regulariser}", "scale=smoke", "device=cuda",
-              "data.limit_train=null", "train.epochs=2", "train.batch_size=32"]
-    eager = config(tiny_root, tmp_path / "eager", *common)
+              "data.limit_train=null", "data.limit_eval=null", "train.epochs=2", *sizes]
+    eager = config(tiny_root, tmp_path / "eager", *common, "train.cuda_graphs=false")
     graphed = config(tiny_root, tmp_path / "graphed", *common, "train.cuda_graphs=true")
     assert runstore.run_dir(eager).name == runstore.run_dir(graphed).name
-    a, b = fit(eager), fit(graphed)
-    assert b["cuda_graphs"] and b["status"] == "completed"
+    a = fit(eager)
+    assert not replays
+    b = fit(graphed)
+    assert b["cuda_graphs"] and b["status"] == "completed" and replays
     assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4), (a, b)
 
 

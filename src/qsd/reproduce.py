@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="at the end, also after a stop, write FILE (.tar.gz): the committed runs' small files and "
                          "weights_ks.csv, what a machine lent for a slice brings back (`tar xzf FILE` in a checkout, "
                          "then --collect-only)")
+    ap.add_argument("--set", nargs="*", default=[], type=setting, metavar="KEY=VALUE", dest="settings",
+                    help=f"train every run with these settings, which leave its results and folder alone (KEY one of "
+                         f"{', '.join(suite.SETTINGS)}), e.g. --set train.cuda_graphs=false, or device=cuda:1")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -187,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`qsd-reproduce --dry-run | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def setting(text: str) -> str:
+    """A ``--set`` argument: ``KEY=VALUE`` with KEY one of ``suite.SETTINGS`` (its value is checked with the runs)."""
+    if text.split("=", 1)[0] not in suite.SETTINGS or "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE with KEY one of {', '.join(suite.SETTINGS)} (how "
+                                         "runs train: the settings that leave a run's results and folder alone)")
+    return text
 
 
 def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -209,7 +220,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve() / args.scale
     try:
-        planned = suite.plan(args.scale, args.replicate)
+        planned = suite.plan(args.scale, args.replicate, tuple(args.settings))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -237,7 +248,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
     budget_s = None if args.time_budget is None else args.time_budget * 60
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale, estimates(timed),
-                  args.verbose, budget_s)
+                  args.verbose, budget_s, args.settings)
     guessed = sum(r.experiment not in queue.estimate for r in todo + picked)
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
           f"already finished, about {clock(queue.left_s(todo + picked))} left on {args.jobs} parallel run(s), "
@@ -257,7 +268,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                     if (not args.only or s.figure in args.only)
                                     and (o := _restrict(s.overrides, shown))))  # a shared sweep once
         for sweep in sweeps:
-            print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join(sweep)}")
+            print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join([*sweep, *args.settings])}")
         print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
               "and qsd-reproduce trains a longer run on a grid only at the rate its seed picks")
         print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in todo})) or 'none'}")
@@ -280,7 +291,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if later:  # their seeds' grids have finished: the rates they picked
             left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
             outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,
-                              left).run()
+                              left, args.settings).run()
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")

@@ -66,11 +66,14 @@ class Outcome:
 
 class Queue:
     """Run ``todo`` (runs not yet finished) with ``jobs`` workers in ``root`` (the runs folder of
-    ``scale``); ``done`` runs were finished before."""
+    ``scale``), each with the overrides ``settings`` added (how it trains: ``suite.SETTINGS``);
+    ``done`` runs were finished before."""
 
     def __init__(self, todo: list[Run], done: int, jobs: int, root: Path, scale: str,
-                 estimate: dict[str, float], verbose: bool = False, budget_s: float | None = None):
+                 estimate: dict[str, float], verbose: bool = False, budget_s: float | None = None,
+                 settings: list[str] = ()):
         self.todo, self.done, self.jobs, self.root, self.scale = todo, done, jobs, root, scale
+        self.settings = [*settings, "train.progress=off"]
         self.estimate = {**estimate}
         self.verbose, self.budget_s = verbose, budget_s
         self.workers: set[subprocess.Popen] = set()
@@ -176,13 +179,13 @@ class Queue:
         path.mkdir(parents=True, exist_ok=True)
         t0, rc = time.time(), None
         with open(path / "train.log", "a") as log:
-            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} qsd-train {' '.join(run.overrides)}\n")
+            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} qsd-train {' '.join([*run.overrides, *self.settings])}\n")
             with self.lock:
                 if self.stopping:
                     return Outcome(run, "stopped", "stopped", 0.0)
                 proc = self._worker(run.threads)
             try:
-                proc.stdin.write(json.dumps([*run.overrides, "train.progress=off"]) + "\n")
+                proc.stdin.write(json.dumps([*run.overrides, *self.settings]) + "\n")
                 proc.stdin.flush()
             except BrokenPipeError:  # it died since it was last asked
                 pass

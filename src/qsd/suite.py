@@ -23,9 +23,10 @@ from .report import recipes
 from .report.recipes import SEEDS
 from .report.select import validation_best
 from .report.gate import LONGER
-from .train import CONFIG_DIR, ConfigError, check_config
+from .train import CONFIG_DIR, ConfigError, check_config, pick_device, use_cuda_graphs
 
 NAMED = ("experiment", "regulariser", "scale", "seed")  # what a run's label always shows
+SETTINGS = ("device", "train.cuda_graphs", "train.compile")  # how every run trains, outside its identity
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,10 @@ def sweeps(scale: str, replicate: bool = False) -> list[Sweep]:
     return out
 
 
-def plan(scale: str, replicate: bool = False) -> list[Run]:
+def plan(scale: str, replicate: bool = False, settings: tuple[str, ...] = ()) -> list[Run]:
     """Every distinct run of the manifests at ``scale`` (``replicate``: on the fresh seeds), each config
-    checked (a bad one raises ``ConfigError`` naming its overrides before anything trains)."""
+    checked with the ``settings`` it will train with (``KEY=VALUE`` of ``SETTINGS``, which the queue adds
+    to every run): a bad one raises ``ConfigError`` naming its overrides before anything trains."""
     runs: dict[str, Run] = {}
     with _hydra():
         compose_run = _composer()
@@ -126,11 +128,13 @@ def plan(scale: str, replicate: bool = False) -> list[Run]:
             expanded = expand(sweep)
             standards = [runstore.run_key(compose_run(o[:-1])) if lengthens else "" for o in expanded]
             for overrides, standard in zip(expanded, standards):
-                cfg = compose_run(overrides)
+                cfg = compose_run([*overrides, *settings])
                 try:
                     check_config(cfg)
+                    if settings:
+                        use_cuda_graphs(cfg, pick_device(cfg.device))
                 except ConfigError as e:
-                    raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
+                    raise ConfigError(f"qsd-train {' '.join([*overrides, *settings])}: {e}") from None
                 key = runstore.run_key(cfg)
                 grid = tuple(k for o, k in zip(expanded, standards) if f"seed={cfg.seed}" in o) if lengthens else ()
                 grid = grid if len(grid) > 1 else ()

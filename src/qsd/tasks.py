@@ -28,9 +28,9 @@ class Task:
     metric: str  # "error" (percent) or "ppl"
     lm_loss: str = "time_sum"  # language models: see LM_LOSSES
 
-    def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, Any]:
-        """One batch: the objective to minimise, the summed loss and the count it is summed over
-        (examples or tokens; metrics are per example/token), the correct count, the next state."""
+    def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """One batch: the objective to minimise, the loss summed over the batch's targets (examples or
+        tokens: metrics are per element of ``y``), the correct count, the next state."""
         x, y = batch
         if self.kind == "lm":
             if state is not None:
@@ -38,10 +38,10 @@ class Task:
             logits, state = model(x, state)
             loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
             objective = loss_sum / (y.size(1) if self.lm_loss == "time_sum" else y.numel())
-            return objective, loss_sum, y.numel(), torch.zeros((), device=y.device), state
+            return objective, loss_sum, torch.zeros((), device=y.device), state
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
-        return loss, loss.detach() * y.numel(), y.numel(), (logits.argmax(1) == y).sum(), None
+        return loss, loss.detach() * y.numel(), (logits.argmax(1) == y).sum(), None
 
     def metrics(self, loss_sum: float, n: int, correct: float) -> dict[str, float]:
         loss = loss_sum / max(n, 1)

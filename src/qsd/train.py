@@ -114,9 +114,13 @@ def check_config(cfg: DictConfig) -> None:
         make_reg(slot)
 
 
+GRAPHABLE = ("image", "lm")  # data kinds whose batches have one shape (text reviews are bucketed by length)
+
+
 def check_cuda_graphs(cfg: DictConfig) -> None:
     """``train.cuda_graphs`` replays one captured step per batch: it needs CUDA and batches of one
-    shape (image classification), and it replaces ``train.compile``. ``auto`` uses it where it can."""
+    shape (image classification, language models), and it replaces ``train.compile``. ``auto``
+    uses it where it is measured to pay: image classification."""
     t = cfg.train
     if t.cuda_graphs not in (True, False, "auto"):
         raise ConfigError(f"train.cuda_graphs must be auto, true or false, got {t.cuda_graphs!r}")
@@ -127,14 +131,14 @@ def check_cuda_graphs(cfg: DictConfig) -> None:
     if t.compile:
         raise ConfigError("train.cuda_graphs and train.compile are alternatives: set one of them")
     kind = data_store.spec(cfg.data.name).kind
-    if kind != "image":
-        raise ConfigError(f"train.cuda_graphs supports image classification (batches of one shape); data "
-                          f"{cfg.data.name!r} is {kind!r}: train it with train.cuda_graphs=false")
+    if kind not in GRAPHABLE:
+        raise ConfigError(f"train.cuda_graphs supports image classification and language models (batches of "
+                          f"one shape); data {cfg.data.name!r} is {kind!r}: train it with train.cuda_graphs=false")
 
 
 def use_cuda_graphs(cfg: DictConfig, device: torch.device) -> bool:
-    """Whether this run captures its training step (``auto``: on CUDA, for image classification
-    without ``train.compile``)."""
+    """Whether this run captures its steps (``auto``: on CUDA, for image classification without
+    ``train.compile``)."""
     if cfg.train.cuda_graphs is True and device.type != "cuda":
         raise ConfigError(f"train.cuda_graphs=true needs a CUDA device; device={cfg.device} gave {device}")
     if cfg.train.cuda_graphs == "auto":
@@ -188,14 +192,15 @@ def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, 
               graphs: bool = False) -> dict[str, float]:
     """One pass over ``split``: trains when ``opt`` is given, else evaluates. Returns its metrics
     (``diverged`` set if a loss was not finite). ``progress``: a terminal bar with this label;
-    ``graphs``: train with a captured CUDA graph step (see ``graphs.py``)."""
+    ``graphs``: replay a captured CUDA graph step (see ``graphs.py``) when training, and when
+    evaluating a language model (thousands of one-stream windows a pass)."""
     training = opt is not None
     model.train(training)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.float64)
     n, state = 0, None
     batches = task.splits[split]
-    graphs = training and graphs
+    graphs = graphs and (training or task.kind == "lm")
     amp = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=not graphs) if cfg.train.amp
            else contextlib.nullcontext())
     if progress:
@@ -203,32 +208,25 @@ def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, 
 
         batches = tqdm(batches, total=len(batches), leave=False, desc=progress)
 
-    def update(objective: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        objective.backward()
-        if cfg.optim.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
-        opt.step()
-
-    def classification_step(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def one_step(batch, state) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """The batch's summed loss and correct count, and the next state; trains on it when training."""
         with amp:
-            objective, loss, _, right, _ = task.step(model, batch)
-        update(objective)
-        return loss, right
+            objective, loss, right, state = task.step(model, batch, state)
+        if training:
+            opt.zero_grad(set_to_none=True)
+            objective.backward()
+            if cfg.optim.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
+            opt.step()
+        return loss.detach(), right, state
 
-    graphed = GraphedStep(classification_step) if graphs else None
+    step = GraphedStep(one_step) if graphs else one_step
     with torch.set_grad_enabled(training):
         for i, batch in enumerate(batches):
-            if graphed is not None:
-                (loss, right), count = graphed(batch), batch[1].numel()
-            else:
-                with amp:
-                    objective, loss, count, right, state = task.step(model, batch, state)
-                if training:
-                    update(objective)
-            loss_sum += loss.detach().double()
+            loss, right, state = step(batch, state)
+            loss_sum += loss.double()
             correct += right
-            n += count
+            n += batch[1].numel()  # what the loss is summed over: examples, or a window's tokens
             if training and i % 50 == 49 and not torch.isfinite(loss_sum):
                 break
             if progress and i % 20 == 19:
