@@ -186,9 +186,11 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
 
 
 
-def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_training(tmp_path, capsys):
+def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_training(tmp_path, capsys,
+                                                                                          monkeypatch):
     """--set says how every run trains (device, CUDA graphs, compile): a key that would change the
-    results is refused, a value is checked with every run before any trains, the printed sweeps carry it."""
+    results is refused, a value is checked with every run it would train before any trains, the
+    printed sweeps carry it."""
     from qsd.reproduce import main
 
     base = ["--scale", "smoke", "--only", "fig2_mlp_curves", "--results", str(tmp_path)]
@@ -205,6 +207,12 @@ def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_
     assert main([*base, "--dry-run", "--set", "device=cpu"]) == 0
     out = capsys.readouterr().out
     assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=none,dropout,qsd device=cpu" in out
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # only the checks ask; nothing trains
+    assert main([*base, "--dry-run", "--set", "train.cuda_graphs=true"]) == 0  # the MLP's runs can be captured
+    capsys.readouterr()
+    sentiment = ["--scale", "smoke", "--only", "fig8_sentiment", "--dry-run", "--results", str(tmp_path)]
+    assert main([*sentiment, "--set", "train.cuda_graphs=true"]) == 2  # the length-bucketed reviews cannot
+    assert "is 'text': train it with train.cuda_graphs=false" in capsys.readouterr().err
 
 
 def test_data_not_prepared_stops_before_training_and_user_supplied_data_sets_its_runs_aside(tmp_path, capsys,

@@ -220,7 +220,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve() / args.scale
     try:
-        planned = suite.plan(args.scale, args.replicate, tuple(args.settings))
+        planned = suite.plan(args.scale, args.replicate)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -243,6 +243,11 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               f"prepared ({hint}); the rest of the suite goes on without them")
     keep = lambda runs: [r for r in runs if r.key in finished or r.data not in aside]
     wanted, todo, waiting, spare = keep(wanted), keep(todo), keep(waiting), keep(spare)
+    try:
+        suite.check_settings([] if args.collect_only else todo + waiting, args.settings)
+    except ConfigError as e:
+        print(f"error: --set: {e}", file=sys.stderr)
+        return 2
     picked = [r for r in waiting if r.grid[0].endswith("/" + r.lengthens)]  # as many as will be: for the estimate
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones

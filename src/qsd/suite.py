@@ -117,10 +117,9 @@ def sweeps(scale: str, replicate: bool = False) -> list[Sweep]:
     return out
 
 
-def plan(scale: str, replicate: bool = False, settings: tuple[str, ...] = ()) -> list[Run]:
+def plan(scale: str, replicate: bool = False) -> list[Run]:
     """Every distinct run of the manifests at ``scale`` (``replicate``: on the fresh seeds), each config
-    checked with the ``settings`` it will train with (``KEY=VALUE`` of ``SETTINGS``, which the queue adds
-    to every run): a bad one raises ``ConfigError`` naming its overrides before anything trains."""
+    checked (a bad one raises ``ConfigError`` naming its overrides before anything trains)."""
     runs: dict[str, Run] = {}
     with _hydra():
         compose_run = _composer()
@@ -128,13 +127,11 @@ def plan(scale: str, replicate: bool = False, settings: tuple[str, ...] = ()) ->
             expanded = expand(sweep)
             standards = [runstore.run_key(compose_run(o[:-1])) if lengthens else "" for o in expanded]
             for overrides, standard in zip(expanded, standards):
-                cfg = compose_run([*overrides, *settings])
+                cfg = compose_run(overrides)
                 try:
                     check_config(cfg)
-                    if settings:
-                        use_cuda_graphs(cfg, pick_device(cfg.device))
                 except ConfigError as e:
-                    raise ConfigError(f"qsd-train {' '.join([*overrides, *settings])}: {e}") from None
+                    raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
                 grid = tuple(k for o, k in zip(expanded, standards) if f"seed={cfg.seed}" in o) if lengthens else ()
                 grid = grid if len(grid) > 1 else ()
@@ -144,6 +141,22 @@ def plan(scale: str, replicate: bool = False, settings: tuple[str, ...] = ()) ->
                 runs[key] = dataclasses.replace(run, figures=run.figures | {figure},  # asked for off a grid: always
                                                 grid=run.grid if old is None or grid else ())
     return list(runs.values())
+
+
+def check_settings(runs: list[Run], settings: list[str]) -> None:
+    """Raise ``ConfigError`` naming the first of ``runs`` that cannot train with ``settings`` (``KEY=VALUE``
+    of ``SETTINGS``, which the queue adds to every run), e.g. a CUDA graph where the data or device forbids it."""
+    if not settings:
+        return
+    with _hydra():
+        compose_run = _composer()
+        for run in runs:
+            cfg = compose_run([*run.overrides, *settings])
+            try:
+                check_config(cfg)
+                use_cuda_graphs(cfg, pick_device(cfg.device))
+            except ConfigError as e:
+                raise ConfigError(f"qsd-train {' '.join([*run.overrides, *settings])}: {e}") from None
 
 
 def needed(run: Run, finished: dict[str, Path]) -> bool | None:
