@@ -186,13 +186,15 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
 
 
 
-def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_training(tmp_path, capsys,
+def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_training(tiny_root, tmp_path, capsys,
                                                                                           monkeypatch):
     """--set says how every run trains (device, CUDA graphs, compile): a key that would change the
     results is refused, a value is checked with every run it would train before any trains, the
     printed sweeps carry it."""
     from qsd.reproduce import main
 
+    monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))  # the data check passes, so the settings' check is what stops
+    monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path / "runs"))
     base = ["--scale", "smoke", "--only", "fig2_mlp_curves", "--results", str(tmp_path)]
     with pytest.raises(SystemExit) as err:
         main([*base, "--set", "train.epochs=3"])
@@ -201,7 +203,7 @@ def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_
     if not torch.cuda.is_available():
         assert main([*base, "--set", "train.cuda_graphs=true"]) == 2
         assert "train.cuda_graphs=true needs a CUDA device; device=auto gave cpu" in capsys.readouterr().err
-    assert not (tmp_path / "smoke" / "runs").exists()
+    assert not (tmp_path / "smoke" / "runs").exists() and not (tmp_path / "runs").exists()
     assert main([*base, "--dry-run", "--set", "device=cpu"]) == 0
     out = capsys.readouterr().out
     assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=none,dropout,qsd device=cpu" in out
