@@ -1,3 +1,4 @@
+import functools
 import os
 
 import pytest
@@ -40,3 +41,15 @@ def tiny_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_data")
     write_tiny_caches(root)
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def plan_each_scale_once():
+    """``suite.plan`` reads only configs/ and experiments/, which no test changes, and takes 5-20 s on
+    2 cores: each test process plans a scale once, and every caller gets its own copy of the list."""
+    from qsd import suite
+
+    plan, real = functools.cache(suite.plan), suite.plan
+    suite.plan = lambda scale, replicate=False: list(plan(scale, replicate))
+    yield
+    suite.plan = real
