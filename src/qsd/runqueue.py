@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ class Queue:
 
     def __init__(self, todo: list[Run], done: int, jobs: int, root: Path, scale: str,
                  estimate: dict[str, float], verbose: bool = False, budget_s: float | None = None,
-                 settings: list[str] = ()):
+                 settings: Sequence[str] = ()):
         self.todo, self.done, self.jobs, self.root, self.scale = todo, done, jobs, root, scale
         self.settings = [*settings, "train.progress=off"]
         self.estimate = {**estimate}
