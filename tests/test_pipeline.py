@@ -185,6 +185,16 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
     assert "experiment=cnn_fashion regulariser=qsd regulariser.mapping=failure,variance" in out and "mlp" not in out
 
 
+def test_only_the_whole_suite_or_a_named_table_measures_the_cost():
+    """table2's step-time benchmark runs with the whole suite or when --only names it, never in a slice
+    by --experiments alone (a paper-scale slice on a CPU once spent minutes timing the WRN)."""
+    from qsd.reproduce import benchmarks
+
+    assert [m["id"] for m in benchmarks(None, None)] == ["table2_cost"]
+    assert [m["id"] for m in benchmarks(["table2_cost", "fig2_mlp_curves"], ["mlp_mnist"])] == ["table2_cost"]
+    assert benchmarks(None, ["lstm_rt"]) == [] and benchmarks(["fig2_mlp_curves"], None) == []
+
+
 
 def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_training(tiny_root, tmp_path, capsys,
                                                                                           monkeypatch):

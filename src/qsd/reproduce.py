@@ -51,6 +51,15 @@ def manifests() -> list[dict]:
     return out
 
 
+def benchmarks(only: list[str] | None, experiments: list[str] | None) -> list[dict]:
+    """The manifests whose measurement (``bench``) this command makes: those named in ``--only``, or every
+    one for the whole suite. A slice by ``--experiments`` alone is for training runs: it measures nothing
+    (at paper scale the cost table's models include the WRN, minutes of timing on a CPU)."""
+    if not only and experiments:
+        return []
+    return [m for m in manifests() if "bench" in m and (not only or m["id"] in only)]
+
+
 def render(out: Path, scale: str, only: list[str] | None = None, replication_of: Path | None = None) -> list[str]:
     """Draw every figure and table (or those in ``only``) from the collected files in ``out``
     (``results/<scale>/``); for a replication (``replication_of``: the main results' folder), also the
@@ -306,16 +315,15 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
     if over := sum(o.status == "stopped" for o in outcomes):
         print(f"{over} run(s) not started: they would not finish within the time budget")
-    for m in [] if args.collect_only or args.replicate else manifests():  # the cost needs no fresh seeds
-        if "bench" in m and (not args.only or m["id"] in args.only):
-            measured = out / m["bench_out"]
-            if measured.exists():  # like a finished run: kept, not measured again
-                print(f"benchmark: {measured} exists (delete it to measure again)")
-                continue
-            cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], out=measured) for a in m["bench"])]
-            print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
-            if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
-                failed.append(" ".join(cmd[1:]))
+    for m in [] if args.collect_only or args.replicate else benchmarks(args.only, args.experiments):
+        measured = out / m["bench_out"]
+        if measured.exists():  # like a finished run: kept, not measured again
+            print(f"benchmark: {measured} exists (delete it to measure again)")
+            continue
+        cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], out=measured) for a in m["bench"])]
+        print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
+        if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
+            failed.append(" ".join(cmd[1:]))
     paths = gather(planned, runs_root, out, seeds)
     collect(paths, out)
     drawn = render(out, args.scale, args.only, replication_of)
