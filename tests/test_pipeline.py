@@ -195,7 +195,6 @@ def test_only_the_whole_suite_or_a_named_table_measures_the_cost():
     assert benchmarks(None, ["lstm_rt"]) == [] and benchmarks(["fig2_mlp_curves"], None) == []
 
 
-
 def test_set_takes_only_settings_outside_a_runs_identity_and_checks_them_before_training(tiny_root, tmp_path, capsys,
                                                                                           monkeypatch):
     """--set says how every run trains (device, CUDA graphs, compile): a key that would change the

@@ -315,7 +315,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
     if over := sum(o.status == "stopped" for o in outcomes):
         print(f"{over} run(s) not started: they would not finish within the time budget")
-    for m in [] if args.collect_only or args.replicate else benchmarks(args.only, args.experiments):  # no fresh seeds
+    # the cost is measured on the main seeds only: a replication's fresh seeds do not change it
+    for m in [] if args.collect_only or args.replicate else benchmarks(args.only, args.experiments):
         measured = out / m["bench_out"]
         if measured.exists():  # like a finished run: kept, not measured again
             print(f"benchmark: {measured} exists (delete it to measure again)")
