@@ -7,7 +7,7 @@ import torch
 import yaml
 from scipy import stats as sst
 
-from qsd.report.collect import collect
+from qsd.report.collect import _to_csv, collect
 from qsd.report.recipes import CONFIGS
 from qsd.report.stats import mean_ci, paired_difference, verdict
 from qsd.report.tables import read_csv
@@ -219,3 +219,32 @@ def test_compare_counts_lost_seeds_and_gates():
     dropout.longer = {s: good + [1.9] * 5 for s in range(5)}  # 1.5x the epochs: 6.4% better
     c = compare(dropout, qsd, 5, none)
     assert c["dropout_gain"] == "6.4% with 1.5x the epochs (15, not 10)" and c["verdict"].startswith("not comparable: dropout not")
+
+
+def test_ks_rows_name_the_commit_of_the_weights_they_compare(tmp_path):
+    """KS rows computed here carry the runs' commit; kept rows (weights elsewhere) keep theirs, or get the
+    runs' commit where they have none; fig5's caption names weights retrained at another commit."""
+    from qsd.report.figures import render_fig5_weights
+
+    qsd = yaml.safe_load((CONFIGS / "regulariser" / "qsd.yaml").read_text())
+    root = tmp_path / "runs" / "cpu" / "mlp_mnist"
+    for name, reg in (("dropout-seed0-aaaa", "dropout"), ("qsd-seed0-bbbb", "qsd")):
+        _fake_run(tmp_path / "runs", name, reg, 0)
+        summary = root / name / "summary.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": "aaa1111"}}))
+        if reg == "qsd":
+            cfg = yaml.safe_load((root / name / "config.yaml").read_text())
+            (root / name / "config.yaml").write_text(yaml.safe_dump({**cfg, "regulariser": qsd}))
+        torch.save({"net.1.weight": torch.randn(8, 4)}, root / name / "model.pt")
+    out, paths = tmp_path / "out", {p: {"figures": "fig5_weights"} for p in root.glob("*")}
+    collect(paths, out)
+    assert [r["weights_commit"] for r in read_csv(out / "weights_ks.csv")] == ["aaa1111"]
+    for p in paths:
+        (p / "model.pt").unlink()  # the weights stay on the machine that trained them: the rows are kept
+    for recorded, shown in (("", "aaa1111"), ("ccc3333", "ccc3333")):
+        rows = read_csv(out / "weights_ks.csv")
+        (out / "weights_ks.csv").write_text(_to_csv([{**r, "weights_commit": recorded} for r in rows]))
+        collect(paths, out)
+        assert [r["weights_commit"] for r in read_csv(out / "weights_ks.csv")] == [shown]
+    render_fig5_weights(out, "cpu")
+    assert "retrained at commit ccc3333" in (out / "fig5_weights.md").read_text()

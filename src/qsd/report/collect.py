@@ -86,7 +86,7 @@ def collect(paths: dict[Path, dict[str, str]], out: Path) -> int:
                 weights.append({**base, "layer": layer, "kind": kind, "mean": w["mean"], "sd": w["sd"], "n": w["n"],
                                 "hist_edges": json.dumps(w["hist_edges"]), "hist_counts": json.dumps(w["hist_counts"])})
         if summary["status"] == "completed":
-            models[path] = base
+            models[path] = {**base, "commit": row["commit"]}
     out.mkdir(parents=True, exist_ok=True)
     ks = _weights_ks(models, _read_csv(out / "weights_ks.csv"))
     for name, rows in (("runs", runs), ("curves", curves), ("sparsity", sparsity), ("weights", weights),
@@ -105,8 +105,10 @@ def _read_csv(path: Path) -> list[dict]:
 
 def _weights_ks(models: dict[Path, dict], previous: list[dict]) -> list[dict]:
     """Two-sample KS statistic between dropout- and QSD-trained weights, per layer and seed, for runs
-    that differ only in the regulariser (same experiment, seed, rates and epochs). A pair whose weights
-    (``model.pt``, never committed) are not on this machine keeps its rows from ``previous``."""
+    that differ only in the regulariser (same experiment, seed, rates and epochs), with ``weights_commit``: the
+    commit of the runs whose weights were compared. A pair whose weights (``model.pt``, never committed) are
+    not on this machine keeps its rows from ``previous``; a kept row without ``weights_commit`` was computed
+    from these runs' own weights."""
     def key(b: dict) -> tuple:
         rates = tuple((k, v) for k, v in sorted(b.items()) if k.startswith("rate_"))
         return rates + (("experiment", b["experiment"]), ("seed", b["seed"]), ("epochs", b["epochs"]))
@@ -121,12 +123,15 @@ def _weights_ks(models: dict[Path, dict], previous: list[dict]) -> list[dict]:
         if set(pair) != {"dropout", "qsd"}:
             continue
         names = {"run_dropout": pair["dropout"].name, "run_qsd": pair["qsd"].name}
+        commit = "+".join(sorted({models[p]["commit"] for p in pair.values()}))
         if not all((p / "model.pt").exists() for p in pair.values()):
-            rows += [r for r in previous if (r.get("run_dropout"), r.get("run_qsd")) == tuple(names.values())]
+            rows += [{**r, "weights_commit": r.get("weights_commit") or commit} for r in previous
+                     if (r.get("run_dropout"), r.get("run_qsd")) == tuple(names.values())]
             continue
         a, b = (torch.load(pair[r] / "model.pt", map_location="cpu", weights_only=True) for r in ("dropout", "qsd"))
         for name in a:
             if name.endswith(("weight", "bias")) and a[name].dim() in (1, 2, 4) and name in b and "embed" not in name:
                 res = stats.ks_2samp(a[name].flatten().numpy(), b[name].flatten().numpy())
-                rows.append({**dict(k), **names, "param": name, "ks": float(res.statistic), "p": float(res.pvalue)})
+                rows.append({**dict(k), **names, "param": name, "ks": float(res.statistic), "p": float(res.pvalue),
+                             "weights_commit": commit})
     return rows

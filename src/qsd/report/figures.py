@@ -183,14 +183,18 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
 
 
 def render_fig5_weights(res: Path, scale: str) -> None:
-    runs = {r["run"] for r in main_runs(read_runs(res), "mlp_mnist") if r["regulariser"] in ("dropout", "qsd")}
+    chosen = [r for r in main_runs(read_runs(res), "mlp_mnist") if r["regulariser"] in ("dropout", "qsd")]
+    runs = {r["run"] for r in chosen}
     w = [x for x in read_csv(res / "weights.csv") if x["run"] in runs]
     ks = [k for k in read_csv(res / "weights_ks.csv") if k["experiment"] == "mlp_mnist"
           and all(k.get(a) == b for a, b in recipes.recipe_rates("mlp_mnist").items())]
+    retrained = sorted({k["weights_commit"] for k in ks if k.get("weights_commit")} - {r["commit"] for r in chosen})
+    ks_note = (f"; KS from the weights of the same configs retrained at commit {', '.join(retrained)} (the committed "
+               "runs' weights stayed on the machine that trained them)") if retrained else ""
     if not w:
         return write_missing(res, "fig5_weights", scale, "mlp_mnist dropout + qsd")
     layers = sorted({x["layer"] for x in w}, key=lambda x: (len(str(x)), str(x)))
-    fig, axes = plt.subplots(2, len(layers), figsize=(2 * COLUMN_W, 3.2))
+    fig, axes = plt.subplots(2, len(layers), figsize=(2 * COLUMN_W, 3.2), squeeze=False)
     rows = []
     for col, layer in enumerate(layers):
         for row, kind in enumerate(("weight", "bias")):
@@ -219,8 +223,9 @@ def render_fig5_weights(res: Path, scale: str) -> None:
                 if r["layer"] == layer and r["kind"] == kind:
                     r["ks_mean_over_seeds"] = float(np.mean(kss)) if kss else math.nan
     axes[0, 0].legend(frameon=False, fontsize=6)
-    save(fig, res, "fig5_weights", scale, "KS: two-sample statistic dropout vs QSD, mean over seeds")
-    write_table(res, "fig5_weights", rows, scale, "Trained weights and biases: mean, sd (averaged over seeds) and KS")
+    save(fig, res, "fig5_weights", scale, "KS: two-sample statistic dropout vs QSD, mean over seeds" + ks_note)
+    write_table(res, "fig5_weights", rows, scale, "Trained weights and biases: mean, sd (averaged over seeds) and KS"
+                + ks_note)
 
 
 CNN_EXPERIMENTS = [("cnn_mnist", "MNIST, plain"), ("cnn_fashion", "Fashion, plain"),
