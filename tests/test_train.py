@@ -243,3 +243,15 @@ def test_cuda_graphs_train_as_eager_does(tiny_root, tmp_path, monkeypatch, exper
 def test_cuda_graphs_auto_trains_eagerly_without_cuda(tiny_root, tmp_path):
     cfg = config(tiny_root, tmp_path, *SMALL)
     assert cfg.train.cuda_graphs == "auto" and fit(cfg)["cuda_graphs"] is False
+
+
+def test_cuda_graphs_auto_captures_images_and_language_models_on_cuda(tiny_root, tmp_path):
+    """``auto`` on a CUDA device: image classification and language models (both measured faster on a
+    GPU, same numbers), never the length-bucketed sentiment batches, nor a compiled model."""
+    from qsd.train import use_cuda_graphs
+
+    cuda = torch.device("cuda")  # a device object: nothing runs on it
+    for experiment, captured in (("mlp_mnist", True), ("cnn_fashion", True), ("lstm_ptb", True), ("lstm_imdb", False)):
+        assert use_cuda_graphs(config(tiny_root, tmp_path, f"experiment={experiment}", *SMALL), cuda) is captured
+    assert not use_cuda_graphs(config(tiny_root, tmp_path, "experiment=lstm_ptb", "train.compile=true", *SMALL), cuda)
+    assert not use_cuda_graphs(config(tiny_root, tmp_path, "experiment=lstm_ptb", *SMALL), torch.device("cpu"))

@@ -137,12 +137,12 @@ def check_cuda_graphs(cfg: DictConfig) -> None:
 
 
 def use_cuda_graphs(cfg: DictConfig, device: torch.device) -> bool:
-    """Whether this run captures its steps (``auto``: on CUDA, for image classification without
-    ``train.compile``)."""
+    """Whether this run captures its steps (``auto``: on CUDA, for image classification and language
+    models without ``train.compile``; never the length-bucketed text batches)."""
     if cfg.train.cuda_graphs is True and device.type != "cuda":
         raise ConfigError(f"train.cuda_graphs=true needs a CUDA device; device={cfg.device} gave {device}")
     if cfg.train.cuda_graphs == "auto":
-        return device.type == "cuda" and not cfg.train.compile and data_store.spec(cfg.data.name).kind == "image"
+        return device.type == "cuda" and not cfg.train.compile and data_store.spec(cfg.data.name).kind in ("image", "lm")
     return bool(cfg.train.cuda_graphs)
 
 
