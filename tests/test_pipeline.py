@@ -136,6 +136,13 @@ def test_replicate_trains_fresh_seeds_and_sets_each_verdict_beside_the_main_one(
     assert (fresh / "table3_tuned.csv").exists() and (fresh / "table1_summary.csv").exists()
     assert all(r["outcome"].startswith(("replicates", "does not replicate", "not tested (")) for r in table)
     assert "Replication of the main verdicts" in run.stdout and "(seeds 2-3)" in (fresh / "fig2_mlp_curves.md").read_text()
+    drawn = {p: p.stat().st_mtime_ns for p in fresh.glob("*.*")}
+    again = subprocess.run([*cmd, "--replicate", "--render-only"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]  # (make figures) redraws what is there, and adds nothing
+    assert set(fresh.glob("*.*")) == set(drawn) and (fresh / "fig2_mlp_curves.png").stat().st_mtime_ns > drawn[fresh / "fig2_mlp_curves.png"]
+    main = subprocess.run([*cmd, "--only", "fig2_mlp_curves"], env=env, capture_output=True, text=True)
+    assert main.returncode == 0, main.stderr[-3000:]  # new main verdicts: the table beside them is redrawn too
+    assert (fresh / "replication.md").stat().st_mtime_ns > drawn[fresh / "replication.md"]
 
 
 def test_render_only_needs_only_results(smoke):

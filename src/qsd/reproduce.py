@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--experiments", nargs="*", metavar="NAME",
                     help="only the runs of these experiments (e.g. mlp_mnist), within --only's figures")
     ap.add_argument("--list", action="store_true", help="list the figure/table ids and stop")
-    ap.add_argument("--render-only", action="store_true", help="render from results/<scale>/ alone (no training, no collecting)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="render from results/<scale>/ alone (no training, no collecting): the figures and tables "
+                         "already there (all, the first time), or --only's")
     ap.add_argument("--collect-only", action="store_true",
                     help="train nothing: commit the finished runs found in the runs root, collect and render")
     ap.add_argument("--dry-run", action="store_true", help="print the runnable sweep commands, run counts and time left; train nothing")
@@ -224,7 +226,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             print(f"no collected runs for scale {args.scale} ({out / 'runs.csv'} does not exist): "
                   f"run `qsd-reproduce --scale {args.scale}{' --replicate' * args.replicate}` first", file=sys.stderr)
             return 1
-        print(f"rendered {', '.join(render(out, args.scale, args.only, replication_of))} in {out}/")
+        there = [i for i in ids if (out / f"{i}.md").exists()]  # a replication collected with --only has a few
+        print(f"rendered {', '.join(render(out, args.scale, args.only or there or None, replication_of))} in {out}/")
         return 0
 
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve() / args.scale
@@ -328,6 +331,9 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     paths = gather(planned, runs_root, out, seeds)
     collect(paths, out)
     drawn = render(out, args.scale, args.only, replication_of)
+    if not args.replicate and (out / "replication" / "runs.csv").exists():  # it sets each main verdict beside its own
+        render_replication(out, out / "replication", args.scale)
+        drawn.append("replication/replication")
     unneeded = sum(r.key not in finished and suite.needed(r, finished) is False for r in planned)
     print(f"\n{len(paths)} of {len(planned)} runs collected" + f" ({unneeded} not needed)" * bool(unneeded) +
           f"; {clock(time.time() - t0)} for training, benchmarks and collection.")
