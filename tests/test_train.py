@@ -157,6 +157,27 @@ def test_every_model_declares_the_rate_slots_it_uses():
         assert set(asked) == set(model.SLOTS) == set(cfg.rates), experiment
 
 
+def test_sentiment_lstm_reads_each_review_at_its_last_token_as_packing_does():
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from qsd.models import LSTMClassifier
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([1, 7, 12, 3, 12, 5])
+    x = torch.randint(1, 20, (len(lengths), 12)) * (torch.arange(12) < lengths[:, None])  # right-padded with 0
+    for bidirectional in (False, True):
+        model = LSTMClassifier(lambda slot, **kw: torch.nn.Identity(), vocab_size=20, classes=2, embedding=5, hidden=4,
+                               bidirectional=bidirectional)
+        packed = pack_padded_sequence(model.embed(x), lengths, batch_first=True, enforce_sorted=False)
+        reference = model.head(torch.cat(list(model.lstm(packed)[1][0]), dim=1))
+        out = model((x, lengths))
+        grads = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+        reference_grads = torch.autograd.grad(reference.square().sum(), list(model.parameters()))
+        torch.testing.assert_close(out, reference)
+        for g, r in zip(grads, reference_grads):
+            torch.testing.assert_close(g, r)
+
+
 def test_threads_are_set_and_recorded_and_not_in_the_hash(tiny_root, tmp_path):
     one = config(tiny_root, tmp_path, *SMALL)
     two = config(tiny_root, tmp_path, *SMALL, "train.threads=2")

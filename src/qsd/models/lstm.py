@@ -66,8 +66,17 @@ class LSTMClassifier(nn.Module):
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), classes)
 
     def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Reads each review's hidden state at its last token. One-directional, the LSTM runs over the
+        right-padded batch and that state is picked out: padding comes after a review's last token, so
+        it never reaches it, and the result equals packing's. Packing is kept for the backward direction,
+        which must start at each review's own end; it costs more: PyTorch's CPU backward of a packed LSTM
+        grows with the square of the length (README, "Scale-out")."""
         x, lengths = batch
-        packed = pack_padded_sequence(self.reg_in(self.embed(x)), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.lstm(packed)
-        h = torch.cat(list(h), dim=1)  # last layer, both directions if bidirectional
+        e = self.reg_in(self.embed(x))
+        if self.lstm.bidirectional:
+            _, (h, _) = self.lstm(pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False))
+            h = torch.cat(list(h), dim=1)  # both directions' final states
+        else:
+            out, _ = self.lstm(e)
+            h = out[torch.arange(len(out), device=out.device), lengths.to(out.device) - 1]
         return self.head(self.reg_out(h))
