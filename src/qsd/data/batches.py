@@ -96,7 +96,9 @@ class TextBatches:
 
     Examples are shuffled, grouped in pools of 50 batches, sorted by length inside a pool (little
     padding), cut into batches, and the batch order is shuffled again. All reviews are padded once,
-    on the device; a batch is one gather there (lengths stay on the CPU, for packing)."""
+    on the device; a batch is one gather there (lengths stay on the CPU, where a bidirectional
+    LSTM's packing needs them; a one-directional one copies them to the device to read each review's
+    last state)."""
 
     def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, y: torch.Tensor, batch_size: int,
                  max_len: int, device: torch.device | str, shuffle: bool = True, seed: int = 0, pad_id: int = 0):
