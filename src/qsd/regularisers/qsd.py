@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 import torch
-from scipy import optimize, stats
+from scipy.special import betaincinv
 from torch import nn
 
 from . import checks
@@ -44,7 +44,7 @@ def beta_site_probs(pbar: float, n: int, alpha: float) -> np.ndarray:
     if math.isinf(alpha) or n == 1:
         return np.full(n, pbar)
     q = (np.arange(n) + 0.5) / n
-    p = stats.beta.ppf(q, alpha, alpha * (1.0 - pbar) / pbar)
+    p = betaincinv(alpha, alpha * (1.0 - pbar) / pbar, q)  # Beta's quantile function
     for _ in range(50):  # shift + clip until the clipped mean is pbar
         p = np.clip(p + (pbar - p.mean()), _P_EPS, 1.0 - _P_EPS)
         if abs(p.mean() - pbar) < 1e-12:
@@ -70,10 +70,12 @@ def site_probs(rate: float, n: int, alpha: float, mapping: str, cv: float = 0.0)
     if math.isinf(alpha) or n == 1:  # closed form: (1 - p)^n = r
         return np.full(n, 1.0 - rate ** (1.0 / n))
 
+    from scipy.optimize import brentq  # here: scipy.optimize adds about 1 s to every qsd-train start
+
     def excess_failure(pbar: float) -> float:
         return float(np.sum(np.log1p(-beta_site_probs(pbar, n, alpha)))) - math.log(rate)
 
-    pbar = optimize.brentq(excess_failure, 1e-9, 1.0 - 1e-9, xtol=1e-14)
+    pbar = brentq(excess_failure, 1e-9, 1.0 - 1e-9, xtol=1e-14)
     return beta_site_probs(pbar, n, alpha)
 
 
@@ -91,10 +93,12 @@ def _variance_site_probs(rate: float, n: int, alpha: float, cv: float) -> np.nda
     if math.isinf(alpha) or n == 1:  # (1 + cv^2 - p) / (n p) = target
         return np.full(n, (1.0 + cv**2) / (1.0 + n * target))
 
+    from scipy.optimize import brentq
+
     def excess_variance(pbar: float) -> float:
         return mask_variance(beta_site_probs(pbar, n, alpha), cv) - target
 
-    pbar = optimize.brentq(excess_variance, 1e-9, 1.0 - 1e-12, xtol=1e-14)
+    pbar = brentq(excess_variance, 1e-9, 1.0 - 1e-12, xtol=1e-14)
     return beta_site_probs(pbar, n, alpha)
 
 
