@@ -215,6 +215,8 @@ def test_compare_counts_lost_seeds_and_gates():
     assert compare(dropout, qsd, 6, none)["verdict"] == "incomplete: 5 of 6 seeds finished"  # a seed in neither arm yet
     worse_none = Arm(test=none.test, valid={s: [v - 1 for v in good] for s in range(5)})
     assert compare(dropout, qsd, 5, worse_none)["verdict"].startswith("not comparable: dropout does not beat none")
+    assert compare(dropout, qsd, 6, worse_none)["verdict"].startswith(  # the gate on a partial suite: provisional
+        "incomplete: 5 of 6 seeds finished (so far: dropout does not beat none")
     assert compare(dropout, qsd, 5, none)["dropout_gain"] == "0.5% over the final 2 of 10 epochs"
     dropout.longer = {s: good + [1.9] * 5 for s in range(5)}  # 1.5x the epochs: 6.4% better
     c = compare(dropout, qsd, 5, none)

@@ -33,6 +33,7 @@ from .io import atomic_write, write_text
 from .paths import ROOT
 from .report import figures, recipes, result_tables
 from .report.collect import collect
+from .report.compare import WITHHELD
 from .report.replication import TABLES, render_replication
 from .runqueue import Queue, auto_jobs, clock, estimates
 from .train import ConfigError
@@ -91,7 +92,7 @@ def verdicts(out: Path) -> str:
     with open(out / "table1_summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     width = max((len(r["experiment"]) for r in rows), default=0)
-    given = lambda r: r.get("QSD - dropout") and not r["verdict"].startswith(("not comparable", "not testable"))
+    given = lambda r: r.get("QSD - dropout") and not r["verdict"].startswith((*WITHHELD, "not testable"))
     return "\n".join(f"  {r['experiment']:{width}s}  {r['verdict']}" + (f"  (QSD - dropout {r['QSD - dropout']}, "
                      f"95% CI {r['paired t 95% CI']})" if given(r) else "") for r in rows)
 

@@ -90,9 +90,10 @@ def unpaired(dropout: Arm, qsd: Arm, planned: int) -> str | None:
 
 
 def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None) -> dict[str, object]:
-    """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given: the gate's
-    reason, or, while the suite is still being run (``unpaired``: fewer than ``planned`` seeds), which seeds
-    are missing."""
+    """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given: while the
+    suite is still being run (``unpaired``: fewer than ``planned`` seeds), which seeds are missing, with the
+    gate's reason on the seeds so far after it (provisional: more seeds, or the gate's longer runs, may
+    clear it); else the gate's reason."""
     d = paired_difference(dropout.test, qsd.test)
     out = {"qsd_minus_dropout": d["diff"], "n_pairs": d["n_pairs"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
            "boot_lo": d["lo"], "boot_hi": d["hi"]}
@@ -102,10 +103,10 @@ def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None) -> di
     reason = baseline_gate(valid, {s: c for s, c in none.valid.items() if c} if none else None,
                            failed=len(dropout.lost), longer=longer, longer_lost=len(dropout.longer_lost))
     gap = unpaired(dropout, qsd, planned)
-    if reason:
+    if gap:
+        out["verdict"] = f"{gap} (so far: {reason})" if reason else gap
+    elif reason:
         out["verdict"] = f"not comparable: {reason}"
-    elif gap:
-        out["verdict"] = gap
     elif qsd.lost:
         out["verdict"] = f"QSD worse (lost {len(qsd.lost)} of {len(qsd.lost) + len(qsd.test)} seeds: " \
                          f"{', '.join(sorted(set(qsd.lost.values())))})"
