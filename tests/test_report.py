@@ -118,6 +118,29 @@ def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
     assert provenance(out, "fig2_mlp_curves_extra").startswith("runs (seed 0) at commit aaa1111; ")  # a second table of fig2
 
 
+def test_the_commit_is_dirty_for_changed_code_not_for_rewritten_results(tmp_path):
+    """Collection rewrites results/: a clean checkout that re-renders, or trains after a collection,
+    still names its commit clean."""
+    import subprocess
+
+    from qsd.provenance import checkout_commit
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,
+                                    check=True, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "src").mkdir()
+    for f in ("results/runs.csv", "src/train.py"):
+        (tmp_path / f).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    head = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "results" / "runs.csv").write_text("b\n")
+    assert checkout_commit(tmp_path / "src") == head
+    (tmp_path / "src" / "train.py").write_text("b\n")
+    assert checkout_commit(tmp_path / "src") == head + "+dirty"
+
+
 def test_replication_judges_each_verdict_by_the_fixed_rule(tmp_path):
     from qsd.report.replication import outcome, render_replication
     from qsd.report.tables import write_table
@@ -224,29 +247,32 @@ def test_compare_counts_lost_seeds_and_gates():
 
 
 def test_ks_rows_name_the_commit_of_the_weights_they_compare(tmp_path):
-    """KS rows computed here carry the runs' commit; kept rows (weights elsewhere) keep theirs, or get the
-    runs' commit where they have none; fig5's caption names weights retrained at another commit."""
+    """KS rows computed here carry the runs' commits; kept rows (weights elsewhere) keep theirs, or get the
+    runs' commits where they have none; fig5's caption names weights retrained at another commit, and
+    only those (a pair trained at two commits is its own, and a hash of digits stays a hash)."""
     from qsd.report.figures import render_fig5_weights
 
     qsd = yaml.safe_load((CONFIGS / "regulariser" / "qsd.yaml").read_text())
     root = tmp_path / "runs" / "cpu" / "mlp_mnist"
-    for name, reg in (("dropout-seed0-aaaa", "dropout"), ("qsd-seed0-bbbb", "qsd")):
+    for name, reg, commit in (("dropout-seed0-aaaa", "dropout", "1234567"), ("qsd-seed0-bbbb", "qsd", "aaa1111")):
         _fake_run(tmp_path / "runs", name, reg, 0)
         summary = root / name / "summary.json"
-        summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": "aaa1111"}}))
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "versions": {"commit": commit}}))
         if reg == "qsd":
             cfg = yaml.safe_load((root / name / "config.yaml").read_text())
             (root / name / "config.yaml").write_text(yaml.safe_dump({**cfg, "regulariser": qsd}))
         torch.save({"net.1.weight": torch.randn(8, 4)}, root / name / "model.pt")
     out, paths = tmp_path / "out", {p: {"figures": "fig5_weights"} for p in root.glob("*")}
     collect(paths, out)
-    assert [r["weights_commit"] for r in read_csv(out / "weights_ks.csv")] == ["aaa1111"]
+    own = "1234567+aaa1111"
+    assert [r["weights_commit"] for r in read_csv(out / "weights_ks.csv")] == [own]
     for p in paths:
         (p / "model.pt").unlink()  # the weights stay on the machine that trained them: the rows are kept
-    for recorded, shown in (("", "aaa1111"), ("ccc3333", "ccc3333")):
+    for recorded, shown, caption in (("", own, False), ("ccc3333", "ccc3333", True)):
         rows = read_csv(out / "weights_ks.csv")
         (out / "weights_ks.csv").write_text(_to_csv([{**r, "weights_commit": recorded} for r in rows]))
         collect(paths, out)
         assert [r["weights_commit"] for r in read_csv(out / "weights_ks.csv")] == [shown]
-    render_fig5_weights(out, "cpu")
+        render_fig5_weights(out, "cpu")
+        assert ("retrained" in (out / "fig5_weights.md").read_text()) == caption
     assert "retrained at commit ccc3333" in (out / "fig5_weights.md").read_text()

@@ -19,17 +19,30 @@ def short_commit(commit: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """Short hash of HEAD, with ``+dirty`` when tracked files differ from it. ``$QSD_COMMIT``, where
+    """Short hash of HEAD, with ``+dirty`` when tracked files outside ``results/`` differ from it (the
+    suite's own outputs, which collection rewrites, say nothing of the code). ``$QSD_COMMIT``, where
     set, is taken instead: for a copy of the checkout whose git metadata is not its own (a lent GPU
     machine receives the working tree of a given commit, with the history of another)."""
     if os.environ.get("QSD_COMMIT"):
         return short_commit(os.environ["QSD_COMMIT"])
-    here = Path(__file__).parent
+    return checkout_commit(Path(__file__).parent)
+
+
+def checkout_commit(where: Path) -> str:
+    """The commit of the git checkout holding ``where``, as ``git_commit`` describes it; ``unknown``
+    outside git."""
     try:
-        run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=here, check=True).stdout.strip()
-        return run("rev-parse", "--short", "HEAD") + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+        run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=where, check=True).stdout.strip()
+        changed = run("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
+        return run("rev-parse", "--short", "HEAD") + ("+dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def pair_commit(*commits: str) -> str:
+    """The commits of runs whose outputs were combined (e.g. a dropout and a QSD run's weights), as one
+    label: each once, sorted, joined by ``+``."""
+    return "+".join(sorted(set(commits)))
 
 
 def device_name(device) -> str:

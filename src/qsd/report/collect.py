@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from ..io import write_text
+from ..provenance import pair_commit
 from .recipes import default_qsd
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def _weights_ks(models: dict[Path, dict], previous: list[dict]) -> list[dict]:
         if set(pair) != {"dropout", "qsd"}:
             continue
         names = {"run_dropout": pair["dropout"].name, "run_qsd": pair["qsd"].name}
-        commit = "+".join(sorted({models[p]["commit"] for p in pair.values()}))
+        commit = pair_commit(*(models[p]["commit"] for p in pair.values()))
         if not all((p / "model.pt").exists() for p in pair.values()):
             rows += [{**r, "weights_commit": r.get("weights_commit") or commit} for r in previous
                      if (r.get("run_dropout"), r.get("run_qsd")) == tuple(names.values())]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..provenance import pair_commit
 from ..regularisers import build
 from . import recipes
 from .compare import WITHHELD, Arm, arm, read_collected, read_runs, recipe_comparison, unpaired
@@ -188,7 +189,9 @@ def render_fig5_weights(res: Path, scale: str) -> None:
     w = [x for x in read_csv(res / "weights.csv") if x["run"] in runs]
     ks = [k for k in read_csv(res / "weights_ks.csv") if k["experiment"] == "mlp_mnist"
           and all(k.get(a) == b for a, b in recipes.recipe_rates("mlp_mnist").items())]
-    retrained = sorted({k["weights_commit"] for k in ks if k.get("weights_commit")} - {r["commit"] for r in chosen})
+    commit = {r["run"]: r["commit"] for r in chosen}
+    retrained = sorted({k["weights_commit"] for k in ks if k.get("weights_commit") and k["weights_commit"] != pair_commit(
+        commit.get(k["run_dropout"], ""), commit.get(k["run_qsd"], ""))})
     ks_note = (f"; KS from the weights of the same configs retrained at commit {', '.join(retrained)} (the committed "
                "runs' weights stayed on the machine that trained them)") if retrained else ""
     if not w:

@@ -12,6 +12,9 @@ from ..io import write_text
 from .style import provenance
 
 
+TEXT_COLUMNS = {"commit", "weights_commit"}  # a short hash may read as a number: "1234567", "2217e55"
+
+
 def _num(v: str):
     if v == "":
         return v
@@ -27,7 +30,7 @@ def read_csv(path: Path) -> list[dict]:
     if not path.exists() or path.stat().st_size == 0:
         return []
     with open(path, newline="") as f:
-        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: v if k in TEXT_COLUMNS else _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def group(rows: Iterable[dict], key: Callable[[dict], object]) -> dict:
