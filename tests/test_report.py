@@ -276,3 +276,18 @@ def test_ks_rows_name_the_commit_of_the_weights_they_compare(tmp_path):
         render_fig5_weights(out, "cpu")
         assert ("retrained" in (out / "fig5_weights.md").read_text()) == caption
     assert "retrained at commit ccc3333" in (out / "fig5_weights.md").read_text()
+
+
+def test_a_figure_drawn_twice_is_the_same_bytes(tmp_path, monkeypatch):
+    """Re-rendering committed results changes no figure file unless its content changed (a PDF would
+    carry the time it was drawn: matplotlib reads it from $SOURCE_DATE_EPOCH where set)."""
+    from qsd.report.style import plt, save
+
+    files = []
+    for i in range(2):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", str(1_700_000_000 + 3600 * i))
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        save(fig, tmp_path / str(i), "fig", "cpu")
+        files.append([(tmp_path / str(i) / f"fig.{ext}").read_bytes() for ext in ("png", "pdf")])
+    assert files[0] == files[1]

@@ -57,11 +57,11 @@ def provenance(out: Path, stem: str) -> str:
 
 def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:
     """Footer with scale and provenance, wrapped to the figure's width (6 pt: about 24 characters an
-    inch), then PNG + PDF."""
+    inch), then PNG + PDF (with no creation date: the same figure, the same bytes)."""
     label = f"scale: {scale}" + (" (SMOKE: pipeline check only, numbers mean nothing)" if scale == "smoke" else "")
     footer = textwrap.fill(f"{label} | {provenance(out, stem)}{' | ' + note if note else ''}", int(fig.get_figwidth() * 24))
     fig.text(0.01, -0.01, footer, fontsize=6, color="#555555", va="top")
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
-        fig.savefig(out / f"{stem}.{ext}")
+        fig.savefig(out / f"{stem}.{ext}", metadata={"CreationDate": None} if ext == "pdf" else None)
     plt.close(fig)
