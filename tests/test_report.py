@@ -118,9 +118,9 @@ def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
     assert provenance(out, "fig2_mlp_curves_extra").startswith("runs (seed 0) at commit aaa1111; ")  # a second table of fig2
 
 
-def test_the_commit_is_dirty_for_changed_code_not_for_rewritten_results(tmp_path):
-    """Collection rewrites results/: a clean checkout that re-renders, or trains after a collection,
-    still names its commit clean."""
+def test_the_commit_names_the_code_not_the_results(tmp_path):
+    """Collection rewrites results/ and results are committed after the code: neither changes the commit
+    that runs and figures name, and only changed code makes it dirty."""
     import subprocess
 
     from qsd.provenance import checkout_commit
@@ -137,8 +137,12 @@ def test_the_commit_is_dirty_for_changed_code_not_for_rewritten_results(tmp_path
     head = git("rev-parse", "--short", "HEAD")
     (tmp_path / "results" / "runs.csv").write_text("b\n")
     assert checkout_commit(tmp_path / "src") == head
+    git("commit", "-qam", "results only")
+    assert checkout_commit(tmp_path / "src") == head  # the code is still that commit's
     (tmp_path / "src" / "train.py").write_text("b\n")
     assert checkout_commit(tmp_path / "src") == head + "+dirty"
+    git("commit", "-qam", "code")
+    assert checkout_commit(tmp_path / "src") == git("rev-parse", "--short", "HEAD") != head
 
 
 def test_replication_judges_each_verdict_by_the_fixed_rule(tmp_path):

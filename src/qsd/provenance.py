@@ -19,8 +19,9 @@ def short_commit(commit: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """Short hash of HEAD, with ``+dirty`` when tracked files outside ``results/`` differ from it (the
-    suite's own outputs, which collection rewrites, say nothing of the code). ``$QSD_COMMIT``, where
+    """Short hash of the code's commit: the last one that changed anything outside ``results/`` (the
+    suite's own outputs say nothing of the code, so committing or rewriting them changes no label), with
+    ``+dirty`` when tracked files outside ``results/`` differ from HEAD. ``$QSD_COMMIT``, where
     set, is taken instead: for a copy of the checkout whose git metadata is not its own (a lent GPU
     machine receives the working tree of a given commit, with the history of another)."""
     if os.environ.get("QSD_COMMIT"):
@@ -33,8 +34,9 @@ def checkout_commit(where: Path) -> str:
     outside git."""
     try:
         run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=where, check=True).stdout.strip()
-        changed = run("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
-        return run("rev-parse", "--short", "HEAD") + ("+dirty" if changed else "")
+        code = ("--", ":/", ":(top,exclude)results")
+        changed = run("status", "--porcelain", "--untracked-files=no", *code)
+        return run("log", "-1", "--format=%h", *code) + ("+dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
