@@ -41,7 +41,7 @@ figures: check-args setup  ## re-render figures and tables of SCALE from results
 	test ! -f results/$(SCALE)/replication/runs.csv || $(BIN)/qsd-reproduce --scale $(SCALE) --render-only --replicate
 
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
-	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 tests
+	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 --durations=10 tests  # the 10 slowest: make test stays under 15 min
 
 bench: data  ## speed benchmarks: print ratios, write results/bench/*.json
 	$(BIN)/python benchmarks/bench_regularisers.py
