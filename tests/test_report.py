@@ -119,28 +119,29 @@ def test_each_caption_names_the_seeds_and_commits_of_its_own_runs(tmp_path):
 
 
 def test_the_commit_names_the_code_not_the_results(tmp_path):
-    """Collection rewrites results/ and results are committed after the code: neither changes the commit
-    that runs and figures name, and only changed code makes it dirty."""
+    """Collection rewrites results/, and results (or README, tests) are committed after the code: none of
+    that changes the commit that runs and figures name, and only changed code makes it dirty."""
     import subprocess
 
     from qsd.provenance import checkout_commit
 
     git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,
                                     check=True, capture_output=True, text=True).stdout.strip()
-    (tmp_path / "results").mkdir()
-    (tmp_path / "src").mkdir()
-    for f in ("results/runs.csv", "src/train.py"):
+    for f in ("results/runs.csv", "src/train.py", "configs/train.yaml", "README.md"):
+        (tmp_path / f).parent.mkdir(exist_ok=True)
         (tmp_path / f).write_text("a\n")
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "c")
     head = git("rev-parse", "--short", "HEAD")
-    (tmp_path / "results" / "runs.csv").write_text("b\n")
-    assert checkout_commit(tmp_path / "src") == head
-    git("commit", "-qam", "results only")
+    for f in ("results/runs.csv", "README.md"):
+        (tmp_path / f).write_text("b\n")
+        assert checkout_commit(tmp_path / "src") == head
+    git("commit", "-qam", "results and README")
     assert checkout_commit(tmp_path / "src") == head  # the code is still that commit's
-    (tmp_path / "src" / "train.py").write_text("b\n")
-    assert checkout_commit(tmp_path / "src") == head + "+dirty"
+    for f in ("src/train.py", "configs/train.yaml"):
+        (tmp_path / f).write_text("b\n")
+        assert checkout_commit(tmp_path / "src") == head + "+dirty"
     git("commit", "-qam", "code")
     assert checkout_commit(tmp_path / "src") == git("rev-parse", "--short", "HEAD") != head
 

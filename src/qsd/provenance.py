@@ -17,11 +17,14 @@ def short_commit(commit: str) -> str:
     return commit[:7] if re.fullmatch(r"[0-9a-f]{40}", commit) else commit
 
 
+CODE = ("src", "configs", "experiments", "benchmarks", "pyproject.toml")  # what a run's numbers depend on
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """Short hash of the code's commit: the last one that changed anything outside ``results/`` (the
-    suite's own outputs say nothing of the code, so committing or rewriting them changes no label), with
-    ``+dirty`` when tracked files outside ``results/`` differ from HEAD. ``$QSD_COMMIT``, where
+    """Short hash of the code's commit: the last one that changed what produces numbers (``CODE``: the
+    package, configs, manifests, benchmarks and pins), with ``+dirty`` when those files differ from it.
+    Committing results, or README and tests, changes no label. ``$QSD_COMMIT``, where
     set, is taken instead: for a copy of the checkout whose git metadata is not its own (a lent GPU
     machine receives the working tree of a given commit, with the history of another)."""
     if os.environ.get("QSD_COMMIT"):
@@ -34,7 +37,7 @@ def checkout_commit(where: Path) -> str:
     outside git."""
     try:
         run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=where, check=True).stdout.strip()
-        code = ("--", ":/", ":(top,exclude)results")
+        code = ("--", *(f":(top){path}" for path in CODE))
         changed = run("status", "--porcelain", "--untracked-files=no", *code)
         return run("log", "-1", "--format=%h", *code) + ("+dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
