@@ -150,11 +150,13 @@ class Queue:
 
     def stop(self) -> None:
         """Stop every running run: each keeps its last checkpoint and releases its lock. Ctrl-C on a
-        terminal reaches the workers too; one that has not stopped after a moment gets it from here."""
+        terminal reaches the workers too; one that has not stopped after a moment gets SIGTERM from here,
+        which a worker takes as Ctrl-C (SIGINT would not do: a queue started in the background, `cmd &`,
+        starts its workers with SIGINT ignored)."""
         with self.lock:
             self.stopping = True
             workers = [p for p in self.workers if p.poll() is None]
-        for signum, grace in ((None, 2.0), (signal.SIGINT, 10.0), (signal.SIGKILL, 10.0)):
+        for signum, grace in ((None, 2.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
             for p in workers:
                 if signum is not None and p.poll() is None:
                     p.send_signal(signum)
