@@ -173,3 +173,23 @@ def test_time_budget_starts_only_runs_that_fit(tmp_path):
 def test_jobs_auto_and_clock():
     assert auto_jobs() >= 1
     assert (clock(42), clock(420), clock(3900)) == ("42 s", "7 min", "1 h 05 min")
+
+
+def test_stop_reaches_workers_that_ignore_sigint(tmp_path):
+    """A queue started in the background (`cmd &`) starts its workers with SIGINT ignored: stop() must
+    still end each run as Ctrl-C does (the worker's SIGTERM handler), not by SIGKILL."""
+    import signal
+    import subprocess
+    import sys
+
+    child = ("import signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, signal.default_int_handler)\n"
+             "print('ready', flush=True)\n"
+             "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    sys.exit(130)\n")
+    queue = Queue([], 0, 1, tmp_path, "smoke", {})
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.stdout.readline().strip() == "ready"
+    queue.workers.add(proc)
+    queue.stop()
+    assert proc.wait(5) == 130
