@@ -1,7 +1,7 @@
 """The baseline-sanity gate on hand-made validation curves with known answers."""
 import pytest
 
-from qsd.report.gate import TOLERANCE, baseline_gate, further_gain
+from qsd.report.gate import TOLERANCE, baseline_gate, further_gain, percent
 
 FLAT = [10.0, 6.0, 4.0, 3.0, 2.5, 2.2, 2.1, 2.05, 2.04, 2.03]  # last 2 epochs gain 1% on the best before
 NONE = [9.0, 5.0, 3.5, 3.0, 2.9, 2.8, 2.8, 2.8, 2.8, 2.8]
@@ -84,3 +84,10 @@ def test_longer_schedule_tolerance_and_lost_runs():
     assert "not converged" in baseline_gate(base, longer=seeds(FLAT + [2.03 * (1 - TOLERANCE) - 1e-6] * 5))
     assert baseline_gate(base, longer=seeds(FLAT + [2.0] * 5, n=4), longer_lost=1) == \
         "dropout trained 1.5x the epochs failed or diverged in 1 seeds"
+
+
+def test_a_gain_beside_the_tolerance_shows_which_side_it_lies_on():
+    assert percent(0.0197) == "1.97%" and percent(0.0204) == "2.04%"  # not "2.0%" for both
+    assert percent(0.0213) == "2.1%" and percent(-0.0201) == "-2.0%" and percent(0.136) == "13.6%"
+    curve = FLAT[:8] + [2.05 * (1 - 0.0204)] * 2  # the final 2 epochs 2.04% better than the best before
+    assert "still improved 2.04% over the final 2" in baseline_gate(seeds(curve))

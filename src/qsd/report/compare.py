@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gate import baseline_gate, further_gain
+from .gate import baseline_gate, further_gain, percent
 from .select import recipe_runs
 from .stats import mean_ci, paired_difference, verdict
 from .tables import fmt, group, read_csv
@@ -99,7 +99,7 @@ def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None) -> di
            "boot_lo": d["lo"], "boot_hi": d["hi"]}
     valid, longer = ({s: c for s, c in curves.items() if c} for curves in (dropout.valid, dropout.longer))
     gain = further_gain(valid, longer) if valid else None
-    out["dropout_gain"] = f"{gain[0]:.1%} {gain[1]}" if gain else ""
+    out["dropout_gain"] = f"{percent(gain[0])} {gain[1]}" if gain else ""
     reason = baseline_gate(valid, {s: c for s, c in none.valid.items() if c} if none else None,
                            failed=len(dropout.lost), longer=longer, longer_lost=len(dropout.longer_lost))
     gap = unpaired(dropout, qsd, planned)

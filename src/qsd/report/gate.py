@@ -33,6 +33,13 @@ def _gain(before: float, after: float) -> float:
     return (before - after) / abs(before) if before else 0.0
 
 
+def percent(gain: float) -> str:
+    """``gain`` as a percentage with one decimal, or two where one decimal would print TOLERANCE itself
+    (1.97%, not 2.0%: which side of the rule a gain lies on is what the reader needs)."""
+    text = f"{gain:.1%}"
+    return f"{gain:.2%}" if text == f"{TOLERANCE:.1%}" else text
+
+
 def further_gain(dropout: dict[int, list[float]], longer: dict[int, list[float]] | None = None) -> tuple[float, str] | None:
     """How much further training improves dropout's seed-mean validation metric (relative; > 0: better)
     and how that was measured. Where every seed has its run trained LONGER x the epochs (``longer``,
@@ -74,5 +81,5 @@ def baseline_gate(dropout: dict[int, list[float]], none: dict[int, list[float]] 
     if gain is None:
         return f"too few epochs ({len(_mean_curve(dropout))}) to judge convergence"
     if gain[0] > TOLERANCE:
-        return f"dropout not converged (validation still improved {gain[0]:.1%} {gain[1]})"
+        return f"dropout not converged (validation still improved {percent(gain[0])} {gain[1]})"
     return None
