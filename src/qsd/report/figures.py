@@ -24,14 +24,20 @@ from .style import COLOURS, COLUMN_W, LABELS, plt, save
 from .tables import group, read_csv, write_missing, write_table
 
 
-def _bar_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dict]:
+ESTIMATE_KEY = "squares: mean, whiskers: 95% CI, dots: seeds"
+
+
+def _estimate_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dict]:
+    """Each regulariser's mean with its 95% CI and its seeds, as points: the axis may then be zoomed
+    to the values (a bar's length would claim a ratio to zero that a zoomed axis does not show)."""
     rows = []
     for i, reg in enumerate(ordered(values)):
         s = mean_ci(values[reg].values())
         err = [[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]] if s["n"] > 1 else None
-        ax.bar(i, s["mean"], color=COLOURS.get(reg, "k"), yerr=err, capsize=3, width=0.7)
-        ax.scatter([i] * len(values[reg]), list(values[reg].values()), s=6, color="k", zorder=3)
+        ax.errorbar(i, s["mean"], yerr=err, fmt="s", color=COLOURS.get(reg, "k"), markersize=6, capsize=4, lw=1.5)
+        ax.scatter([i + 0.18] * len(values[reg]), list(values[reg].values()), s=6, color="k", zorder=3)
         rows.append({"regulariser": reg, **s})
+    ax.set_xlim(-0.5, len(values) - 0.5)
     ax.set_xticks(range(len(values)), [LABELS.get(r, r) for r in ordered(values)], rotation=20)
     ax.set_ylabel(ylabel)
     return rows
@@ -235,7 +241,7 @@ CNN_EXPERIMENTS = [("cnn_mnist", "MNIST, plain"), ("cnn_fashion", "Fashion, plai
                    ("cnn_fashion_extra", "Fashion, +BN+WD+aug"), ("wrn_cifar10", "CIFAR-10, WRN")]
 
 
-def _grouped_bars(res, scale, stem, experiments, value, ylabel, title, transform=lambda v: v):
+def _panels_by_experiment(res, scale, stem, experiments, value, ylabel, title, transform=lambda v: v):
     runs = read_runs(res)
     present = [(e, lab) for e, lab in experiments if main_runs(runs, e)]
     if not present:
@@ -248,17 +254,17 @@ def _grouped_bars(res, scale, stem, experiments, value, ylabel, title, transform
         vals = {reg: {s: transform(v) for s, v in d.items()} for reg, d in by_reg(main_runs(runs, e), value).items()}
         lost = group([r for r in recipe_runs(runs, e) if r["status"] != "completed"], lambda r: r["regulariser"])
         rows += [{"experiment": e, **r, "lost_seeds": len(lost.get(r["regulariser"], []))}
-                 for r in _bar_panel(ax, vals, ylabel if ax is axes[0][0] else "")]
+                 for r in _estimate_panel(ax, vals, ylabel if ax is axes[0][0] else "")]
         ax.set_title(lab)
         lo = min(min(v.values()) for v in vals.values())
         hi = max(max(v.values()) for v in vals.values())
         ax.set_ylim(max(0, lo - 0.3 * (hi - lo + 1e-9)), hi + 0.3 * (hi - lo + 1e-9))
-    save(fig, res, stem, scale, f"bars: mean and 95% CI; dots: seeds; {SHORT_RULE}" + (f" | {absent}" if absent else ""))
+    save(fig, res, stem, scale, f"{ESTIMATE_KEY}; {SHORT_RULE}" + (f" | {absent}" if absent else ""))
     write_table(res, stem, rows, scale, title + (f". {absent}" if absent else ""))
 
 
 def render_fig6_cnn(res: Path, scale: str) -> None:
-    _grouped_bars(res, scale, "fig6_cnn", CNN_EXPERIMENTS, "test_metric", "test error (%)", "CNN test error (%)")
+    _panels_by_experiment(res, scale, "fig6_cnn", CNN_EXPERIMENTS, "test_metric", "test error (%)", "CNN test error (%)")
 
 
 def render_fig7_lstm_lm(res: Path, scale: str) -> None:
@@ -278,8 +284,8 @@ def render_fig7_lstm_lm(res: Path, scale: str) -> None:
     ax1.set_ylabel("validation perplexity")
     plain_log_axis(ax1)
     ax1.legend(frameon=False)
-    test_rows = _bar_panel(ax2, by_reg(runs, "test_metric"), "test perplexity")
-    save(fig, res, "fig7_lstm_lm", scale, f"mean and 95% CI over seeds; {SHORT_RULE}")
+    test_rows = _estimate_panel(ax2, by_reg(runs, "test_metric"), "test perplexity")
+    save(fig, res, "fig7_lstm_lm", scale, f"curves: seed mean and 95% band; {ESTIMATE_KEY}; {SHORT_RULE}")
     lost = group([r for r in recipe_runs(read_runs(res), "lstm_ptb") if r["status"] != "completed"],
                  lambda r: r["regulariser"])
     write_table(res, "fig7_lstm_lm", [{"regulariser": r["regulariser"], "test_ppl_mean": r["mean"], "lo": r["lo"],
@@ -289,8 +295,8 @@ def render_fig7_lstm_lm(res: Path, scale: str) -> None:
 
 
 def render_fig8_sentiment(res: Path, scale: str) -> None:
-    _grouped_bars(res, scale, "fig8_sentiment", [("lstm_imdb", "IMDB"), ("lstm_rt", "Rotten Tomatoes")],
-                  "test_metric", "test accuracy (%)", "LSTM sentiment: test accuracy (%)", lambda v: 100.0 - v)
+    _panels_by_experiment(res, scale, "fig8_sentiment", [("lstm_imdb", "IMDB"), ("lstm_rt", "Rotten Tomatoes")],
+                          "test_metric", "test accuracy (%)", "LSTM sentiment: test accuracy (%)", lambda v: 100.0 - v)
 
 
 def render_fig9_sensitivity(res: Path, scale: str) -> None:
