@@ -296,3 +296,16 @@ def test_a_figure_drawn_twice_is_the_same_bytes(tmp_path, monkeypatch):
         save(fig, tmp_path / str(i), "fig", "cpu")
         files.append([(tmp_path / str(i) / f"fig.{ext}").read_bytes() for ext in ("png", "pdf")])
     assert files[0] == files[1]
+
+
+def test_estimate_panel_draws_points_on_an_axis_that_holds_every_seed_and_whisker():
+    from qsd.report.figures import _estimate_panel
+    from qsd.report.style import plt
+    fig, ax = plt.subplots()
+    values = {"none": {0: 5.5, 1: 5.7, 2: 5.9}, "dropout": {0: 6.0, 1: 6.02, 2: 6.09}, "qsd": {0: 5.45, 1: 5.6, 2: 5.9}}
+    rows = _estimate_panel(ax, values, "test error (%)")
+    assert not ax.patches  # no bars: a bar's length would claim a ratio to zero
+    low, high = ax.get_ylim()
+    assert low > 0 and all(low <= r["lo"] and r["hi"] <= high for r in rows)
+    assert all(low <= v <= high for seeds in values.values() for v in seeds.values())
+    plt.close(fig)

@@ -28,8 +28,8 @@ ESTIMATE_KEY = "squares: mean, whiskers: 95% CI, dots: seeds"
 
 
 def _estimate_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dict]:
-    """Each regulariser's mean with its 95% CI and its seeds, as points: the axis may then be zoomed
-    to the values (a bar's length would claim a ratio to zero that a zoomed axis does not show)."""
+    """Each regulariser's mean with its 95% CI and its seeds, as points, on an axis fitted to them, seeds and
+    whiskers included (a bar's length would claim a ratio to zero that a fitted axis does not show)."""
     rows = []
     for i, reg in enumerate(ordered(values)):
         s = mean_ci(values[reg].values())
@@ -256,9 +256,6 @@ def _panels_by_experiment(res, scale, stem, experiments, value, ylabel, title, t
         rows += [{"experiment": e, **r, "lost_seeds": len(lost.get(r["regulariser"], []))}
                  for r in _estimate_panel(ax, vals, ylabel if ax is axes[0][0] else "")]
         ax.set_title(lab)
-        lo = min(min(v.values()) for v in vals.values())
-        hi = max(max(v.values()) for v in vals.values())
-        ax.set_ylim(max(0, lo - 0.3 * (hi - lo + 1e-9)), hi + 0.3 * (hi - lo + 1e-9))
     save(fig, res, stem, scale, f"{ESTIMATE_KEY}; {SHORT_RULE}" + (f" | {absent}" if absent else ""))
     write_table(res, stem, rows, scale, title + (f". {absent}" if absent else ""))
 
