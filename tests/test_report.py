@@ -83,6 +83,9 @@ def test_compute_table_gives_each_figures_training_time_and_machine_time(tmp_pat
     assert rows["fig4_sparsity"]["run hours"] == 0.17 and rows["fig6_cnn"]["device"] == "cuda (name not recorded)"
     assert rows["all (each run once)"]["runs"] == 3 and rows["all (each run once)"]["run hours"] == 0.6
     assert rows["all (each run once)"]["machine hours"] == "n/a: jobs not recorded for 1 run(s)"
+    pace = read_csv(out / "compute_pace.csv")  # one row per experiment, length, device and JOBS: each run once
+    assert [(r["device"], r["jobs"], r["runs"], r["median minutes a run"], r["range"]) for r in pace] == [
+        ("NVIDIA H200", 4, 2, 15.0, "10.0-20.0"), ("cuda (name not recorded)", "not recorded", 1, 6.0, "6.0-6.0")]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: weights written from a GPU")

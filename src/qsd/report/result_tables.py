@@ -167,23 +167,38 @@ def render_table2_cost(res: Path, scale: str) -> None:
                 f"{cost['threads']} threads, median of {cost['repeats']} steps)")
 
 
+def _device(run: dict) -> str:
+    return str(run.get("device_name") or f"{run.get('device') or 'unknown'} (name not recorded)")
+
+
 def _time_row(name: str, runs: list[dict]) -> dict:
     """One figure's (or the suite's) training time: where and beside how many runs its runs trained."""
     wall = [float(r["wall_s"]) for r in runs]
     jobs = [r.get("jobs") for r in runs]
     unknown = sum(j in ("", None) for j in jobs)
-    return {"figure": name, "runs": len(runs),
-            "device": "; ".join(sorted({str(r.get("device_name") or f"{r.get('device') or 'unknown'} (name not recorded)")
-                                        for r in runs})),
+    return {"figure": name, "runs": len(runs), "device": "; ".join(sorted({_device(r) for r in runs})),
             "jobs": ", ".join(str(j) for j in sorted({j for j in jobs if j not in ("", None)})) or "not recorded",
             "median minutes a run": round(statistics.median(wall) / 60, 1), "run hours": round(sum(wall) / 3600, 2),
             "machine hours": round(sum(w / int(j) for w, j in zip(wall, jobs)) / 3600, 2) if not unknown
             else f"n/a: jobs not recorded for {unknown} run(s)"}
 
 
+def _pace_rows(runs: list[dict]) -> list[dict]:
+    """How long one run took, per experiment, length, device and JOBS: what a slice's time budget needs."""
+    by_setting = group(runs, lambda r: (r["experiment"], int(float(r["epochs"])), _device(r), str(r.get("jobs") or "not recorded")))
+    rows = []
+    for (experiment, epochs, device, jobs), rs in sorted(by_setting.items()):
+        minutes = sorted(float(r["wall_s"]) / 60 for r in rs)
+        rows.append({"experiment": experiment, "epochs": epochs, "device": device, "jobs": jobs, "runs": len(rs),
+                     "median minutes a run": round(statistics.median(minutes), 1),
+                     "range": f"{minutes[0]:.1f}-{minutes[-1]:.1f}"})
+    return rows
+
+
 def render_compute(res: Path, scale: str) -> None:
     runs = [r for r in read_csv(res / "runs.csv") if r.get("wall_s") not in ("", None)]
     if not runs:
+        write_missing(res, "compute_pace", scale, "any run")
         return write_missing(res, "compute", scale, "any run")
     by_figure = group([(f, r) for r in runs for f in str(r.get("figures") or "").split()], lambda fr: fr[0])
     rows = [_time_row(f, [r for _, r in pairs]) for f, pairs in sorted(by_figure.items())]
@@ -191,7 +206,12 @@ def render_compute(res: Path, scale: str) -> None:
                 "Training time of the collected runs: each run's wall time as its summary.json records it, the "
                 "device it trained on and its queue's JOBS (how many runs trained side by side at most); machine "
                 "hours = the sum of run time / JOBS, about the time the machine was held (less where a queue's tail "
-                "ran fewer at once). A run that several figures use counts in each, and once in the last row")
+                "ran fewer at once). A run that several figures use counts in each, and once in the last row; "
+                "compute_pace.md gives the time of one run per experiment, device and JOBS")
+    write_table(res, "compute_pace", _pace_rows(runs), scale,
+                "Time of one run per experiment, length (epochs), device and JOBS (the most runs its queue trained "
+                "side by side; a run's time also depends on what else the machine did), from each run's recorded "
+                "wall time (a resumed run's parts added up): the paces a slice's --time-budget plans with")
 
 
 RENDERERS = {name[len("render_"):]: fn for name, fn in globals().items() if name.startswith("render_")}
