@@ -312,3 +312,25 @@ def test_estimate_panel_draws_points_on_an_axis_that_holds_every_seed_and_whiske
     assert low > 0 and all(low <= r["lo"] and r["hi"] <= high for r in rows)
     assert all(low <= v <= high for seeds in values.values() for v in seeds.values())
     plt.close(fig)
+
+
+def test_tables_name_every_comparison_not_run_yet_and_why(tmp_path):
+    """A table drawn while a scale is part-run lists what is missing with its reason (not run yet; data the
+    user must supply), rather than leaving the row out."""
+    from qsd.report.result_tables import render_table1_summary, render_table3_tuned
+
+    for seed in (0, 1):
+        for reg in ("dropout", "qsd"):
+            _fake_run(tmp_path / "runs", f"{reg}-seed{seed}-aaaa", reg, seed)
+    out = tmp_path / "out"
+    collect({p: {} for p in (tmp_path / "runs" / "cpu" / "mlp_mnist").glob("*")}, out)
+    render_table1_summary(out, "paper")
+    verdicts = {r["experiment"]: r["verdict"] for r in read_csv(out / "table1_summary.csv")}
+    assert len(verdicts) == 8 and not verdicts["MLP / MNIST (error %)"].startswith("not run")
+    assert verdicts["LSTM LM / PTB (test perplexity)"] == "not run yet at this scale"
+    assert verdicts["WRN / CIFAR-10 (error %)"].startswith("not run yet: its cifar10 data must be supplied by the user")
+    render_table3_tuned(out, "paper")
+    mlp = {r["comparison"]: r["verdict"] for r in read_csv(out / "table3_tuned.csv") if r["experiment"].startswith("MLP")}
+    assert mlp["(b) each at its validation-best rate"].startswith("not run yet: no seed has a finished run at every rate")
+    assert mlp["(c) recipe rate, QSD at equal P(m=0) (failure mapping)"] == \
+        "not run yet: no finished QSD run with the failure mapping"

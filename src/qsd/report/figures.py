@@ -17,7 +17,7 @@ from ..regularisers import build
 from . import recipes
 from .compare import WITHHELD, Arm, arm, read_collected, read_runs, recipe_comparison, unpaired
 from .gate import SHORT_RULE
-from .select import (MATCHED, absent_reason, by_reg, is_default_qsd, main_runs, matched_runs, not_testable, on_grid, ordered,
+from .select import (MATCHED, absent_reason, by_reg, is_default_qsd, main_runs, matched_runs, on_grid, ordered,
                      recipe_runs)
 from .stats import mean_ci, paired_difference, verdict
 from .style import COLOURS, COLUMN_W, LABELS, plt, save
@@ -267,9 +267,7 @@ def render_fig6_cnn(res: Path, scale: str) -> None:
 def render_fig7_lstm_lm(res: Path, scale: str) -> None:
     runs = main_runs(read_runs(res), "lstm_ptb")
     if not runs:
-        reason = not_testable("lstm_ptb", scale)
-        return write_table(res, "fig7_lstm_lm", [{"status": f"not testable at {scale} scale: {reason}"}], scale,
-                           "fig7_lstm_lm") if reason else write_missing(res, "fig7_lstm_lm", scale, "lstm_ptb")
+        return write_table(res, "fig7_lstm_lm", [{"status": absent_reason("lstm_ptb", scale)}], scale, "fig7_lstm_lm")
     ids = {r["run"] for r in runs}
     curves = [c for c in read_csv(res / "curves.csv") if c["run"] in ids]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(2 * COLUMN_W, 2.3))

@@ -46,18 +46,23 @@ def default_qsd() -> dict[str, object]:
     return {k: (math.inf if str(cfg[k]) in (".inf", "inf") else cfg[k]) for k in QSD_KEYS}
 
 
-def rate_grid(manifest_id: str, experiment: str) -> list[dict[str, float]]:
-    """The rate sets a manifest sweeps for ``experiment`` (its ``rates=`` override), as
-    {"rate_<slot>": r} dicts; [] when it sweeps none."""
+def swept(manifest_id: str, experiment: str, key: str) -> list:
+    """The values a manifest's sweeps give ``key`` (e.g. ``rates``, ``regulariser.mapping``) for
+    ``experiment``; [] where none does."""
     parser = OverridesParser.create()
-    grid = []
+    values = []
     for sweep in manifests()[manifest_id]["sweeps"]:
         parsed = parser.parse_overrides(sweep["overrides"])
         if not any(o.key_or_group == "experiment" and experiment in list(o.sweep_string_iterator() if o.is_sweep_override()
                                                                           else [o.value()]) for o in parsed):
             continue
         for o in parsed:
-            if o.key_or_group == "rates":
-                values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
-                grid += [{f"rate_{k}": float(v) for k, v in d.items()} for d in values]
-    return grid
+            if o.key_or_group == key:
+                values += list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+    return values
+
+
+def rate_grid(manifest_id: str, experiment: str) -> list[dict[str, float]]:
+    """The rate sets a manifest sweeps for ``experiment`` (its ``rates=`` override), as
+    {"rate_<slot>": r} dicts; [] when it sweeps none."""
+    return [{f"rate_{k}": float(v) for k, v in d.items()} for d in swept(manifest_id, experiment, "rates")]

@@ -11,8 +11,8 @@ from pathlib import Path
 from . import recipes
 from .compare import Arm, arm, compare, read_collected, read_runs, recipe_comparison
 from .gate import RULE
-from .select import (MATCHED, REGS, is_default_qsd, main_runs, matched_runs, not_testable, on_grid, ordered, recipe_runs,
-                     validation_best)
+from .select import (MATCHED, REGS, absent_reason, is_default_qsd, main_runs, matched_runs, not_testable, on_grid,
+                     ordered, recipe_runs, validation_best)
 from .stats import mean_ci
 from .tables import fmt, group, read_csv, write_missing, write_table
 
@@ -38,8 +38,8 @@ def render_table1_summary(res: Path, scale: str) -> None:
     for e, label in EXPERIMENT_NAMES.items():
         if not recipe_runs(runs, e):
             reason = not_testable(e, scale)
-            if reason:
-                rows.append({"experiment": label, "verdict": f"not testable at {scale} scale: {reason}"})
+            rows.append({"experiment": label,
+                         "verdict": f"not testable at {scale} scale: {reason}" if reason else absent_reason(e, scale)})
             continue
         c = recipe_comparison(runs, curves, longer, e, recipes.SEEDS[scale])
         row = {"experiment": label, **{reg: c["arms"][reg].cell() for reg in ordered(c["arms"])}}
@@ -101,20 +101,25 @@ def render_table3_tuned(res: Path, scale: str) -> None:
         tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot, longer)
                  for reg in ("dropout", "qsd")}
         recipe = recipe_comparison(runs, curves, longer, e, recipes.SEEDS[scale])["arms"]
-        cases = []
+        cases = []  # (comparison, dropout's and QSD's (Arm, picks)), or (comparison, why it is not run)
         if all(a.test or a.lost for a, _ in tuned.values()):
-            cases.append(("(b) each at its validation-best rate", tuned["dropout"], tuned["qsd"]))
+            cases.append(("(b) each at its validation-best rate", (tuned["dropout"], tuned["qsd"])))
         else:
-            rows.append({"experiment": label, "comparison": "(b) each at its validation-best rate",
-                         "verdict": f"not run at {scale} scale: no seed has a finished run at every rate of the grid"})
+            cases.append(("(b) each at its validation-best rate",
+                          "not run yet: no seed has a finished run at every rate of the grid"))
         if "dropout" in recipe and "qsd" in recipe:
-            cases.append(("(a) recipe rate", (recipe["dropout"], {}), (recipe["qsd"], {})))
+            cases.append(("(a) recipe rate", ((recipe["dropout"], {}), (recipe["qsd"], {}))))
         for mapping, what in MATCHED.items():
-            matched = matched_runs(runs, e, mapping)
+            comparison, matched = f"(c) recipe rate, QSD at {what} ({mapping} mapping)", matched_runs(runs, e, mapping)
             if matched and "dropout" in recipe:
-                cases.append((f"(c) recipe rate, QSD at {what} ({mapping} mapping)", (recipe["dropout"], {}),
-                              (arm(matched, curves), {})))
-        for comparison, (d_arm, d_rates), (q_arm, q_rates) in cases:
+                cases.append((comparison, ((recipe["dropout"], {}), (arm(matched, curves), {}))))
+            elif mapping in recipes.swept("table3_tuned", e, "regulariser.mapping"):
+                cases.append((comparison, f"not run yet: no finished QSD run with the {mapping} mapping"))
+        for comparison, arms in cases:
+            if isinstance(arms, str):
+                rows.append({"experiment": label, "comparison": comparison, "verdict": arms})
+                continue
+            (d_arm, d_rates), (q_arm, q_rates) = arms
             c = compare(d_arm, q_arm, recipes.SEEDS[scale], none if none.test else None)
             for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
                 rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,

@@ -79,5 +79,5 @@ def absent_reason(experiment: str, scale: str) -> str:
         return f"not run at {scale} scale: {reason}"
     data = recipes.experiment_data(experiment)
     if data_store.spec(data).obtain is None:
-        return f"no runs: needs user-supplied {data} data, which cannot be fetched here (see README: data)"
-    return "no finished runs yet at this scale"
+        return f"not run yet: its {data} data must be supplied by the user (it cannot be fetched here; see README: data)"
+    return "not run yet at this scale"
