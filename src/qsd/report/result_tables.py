@@ -173,6 +173,7 @@ def render_table2_cost(res: Path, scale: str) -> None:
 
 
 def _device(run: dict) -> str:
+    """The GPU's or CPU's name a run recorded, or its device kind where it recorded none."""
     return str(run.get("device_name") or f"{run.get('device') or 'unknown'} (name not recorded)")
 
 
@@ -190,7 +191,8 @@ def _time_row(name: str, runs: list[dict]) -> dict:
 
 def _pace_rows(runs: list[dict]) -> list[dict]:
     """How long one run took, per experiment, length, device and JOBS: what a slice's time budget needs."""
-    by_setting = group(runs, lambda r: (r["experiment"], int(float(r["epochs"])), _device(r), str(r.get("jobs") or "not recorded")))
+    by_setting = group(runs, lambda r: (r["experiment"], int(float(r["epochs"])), _device(r),
+                                        str(r.get("jobs") or "not recorded")))
     rows = []
     for (experiment, epochs, device, jobs), rs in sorted(by_setting.items()):
         minutes = sorted(float(r["wall_s"]) / 60 for r in rs)
