@@ -73,10 +73,10 @@ def on_grid(r: dict, grid: list[dict[str, float]]) -> dict[str, float] | None:
 
 
 def absent_reason(experiment: str, scale: str) -> str:
-    """Why ``experiment`` has no finished runs: not run at this scale (and why), its data set must be
+    """Why ``experiment`` has no finished runs: not testable at this scale (and why), its data set must be
     supplied by the user, or it has not been run yet."""
     if reason := not_testable(experiment, scale):
-        return f"not run at {scale} scale: {reason}"
+        return f"not testable at {scale} scale: {reason}"
     data = recipes.experiment_data(experiment)
     if data_store.spec(data).obtain is None:
         return f"not run yet: its {data} data must be supplied by the user (it cannot be fetched here; see README: data)"
