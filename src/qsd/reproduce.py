@@ -265,13 +265,16 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
     budget_s = None if args.time_budget is None else args.time_budget * 60
-    queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale, estimates(timed),
-                  args.verbose, budget_s, args.settings)
+    device = dict(s.split("=", 1) for s in args.settings).get("device", "auto")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
+                  estimates(timed, device), args.verbose, budget_s, args.settings)
     guessed = sum(r.experiment not in queue.estimate for r in todo + picked)
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
           f"already finished, about {clock(queue.left_s(todo + picked))} left on {args.jobs} parallel run(s), "
-          f"{max((r.threads for r in wanted), default=1)} CPU thread(s) each"
-          + (f" ({guessed} of them a guess: no run of their experiment was timed yet)" if guessed else ""))
+          f"{max((r.threads for r in wanted), default=1)} CPU thread(s) each, on {device}"
+          + (f" ({guessed} of them a guess: no run of their experiment was timed on {device.split(':')[0]} yet)"
+             if guessed else ""))
     if spare or waiting:
         parts = [f"{len(spare)} not needed (their seed picked another rate)"] * bool(spare) + \
                 [f"{len(waiting)} wait for their seed's grid, of which {len(picked)} will train"] * bool(waiting)
@@ -279,7 +282,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               f"{'; '.join(parts)}")
     if args.scale == "paper" and todo and not args.collect_only and not torch.cuda.is_available():
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
-              "for 39) take hours to days a run on a CPU, and the time above assumes a GPU")
+              "for 39) take hours to days a run on a CPU, and a guess above assumes a GPU")
     if args.dry_run:
         shown = sorted({r.experiment for r in wanted if r.data not in aside})  # set-aside experiments: no sweeps
         sweeps = list(dict.fromkeys(tuple(o) for s in suite.sweeps(args.scale, args.replicate)

@@ -37,14 +37,17 @@ def auto_jobs() -> int:
     return max(1, min(cores, int(mem_gib // GIB_PER_RUN)))
 
 
-def estimates(finished: dict[str, Path]) -> dict[str, float]:
-    """Seconds per epoch of each experiment: the mean over its finished runs of the recorded wall time
-    over the epochs trained (the gate's longer runs train more epochs than the others)."""
+def estimates(finished: dict[str, Path], device: str) -> dict[str, float]:
+    """Seconds per epoch of each experiment on ``device``'s kind (``cpu``, ``cuda``): the mean over its
+    finished runs that trained on that kind of the recorded wall time over the epochs trained (the gate's
+    longer runs train more epochs than the others). A pace measured on a GPU says nothing of a CPU's."""
+    kind = device.split(":")[0]
     per_epoch: dict[str, list[float]] = {}
     for key, path in finished.items():
         s = runstore.read_summary(path) or {}
         wall, epochs = s.get("wall_s"), s.get("epochs_done")
-        if isinstance(wall, (int, float)) and isinstance(epochs, int) and epochs > 0:
+        if str(s.get("device", "")).split(":")[0] == kind and isinstance(wall, (int, float)) \
+                and isinstance(epochs, int) and epochs > 0:
             per_epoch.setdefault(key.split("/")[0], []).append(wall / epochs)
     return {exp: mean(w) for exp, w in per_epoch.items()}
 
