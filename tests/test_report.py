@@ -149,6 +149,18 @@ def test_the_commit_names_the_code_not_the_results(tmp_path):
     assert checkout_commit(tmp_path / "src") == git("rev-parse", "--short", "HEAD") != head
 
 
+def test_a_cpu_run_records_the_instruction_set_its_kernels_use(monkeypatch):
+    """A CPU run's last digits depend on the instruction set its kernels dispatch on (nn.LSTM's oneDNN
+    paths round differently), so its device name records it, with oneDNN's cap where one is set."""
+    from qsd.provenance import device_name
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert f"({torch.backends.cpu.get_cpu_capability()})" in device_name("cpu")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    assert f"({torch.backends.cpu.get_cpu_capability()}; oneDNN at most AVX2), " in device_name("cpu")
+
+
 def test_replication_judges_each_verdict_by_the_fixed_rule(tmp_path):
     from qsd.report.replication import outcome, render_replication
     from qsd.report.tables import write_table

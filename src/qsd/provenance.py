@@ -2,6 +2,7 @@
 and the device's name."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -51,7 +52,26 @@ def pair_commit(*commits: str) -> str:
 
 
 def device_name(device) -> str:
-    """What a timing ran on: the GPU's name, or the CPU and its thread count."""
+    """What a run or timing ran on: the GPU's name, or the CPU, the instruction set its kernels use
+    (``cpu_isa``) and the thread count."""
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
+    name = cpu_model()
+    return f"{name}{'' if 'CPU' in name else ' CPU'} ({cpu_isa()}), {torch.get_num_threads()} thread(s)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_isa() -> str:
+    """The instruction set a CPU run's kernels dispatch on, which moves its last digits: ATen's
+    (``AVX512``, ``AVX2``, ...), and oneDNN's cap where ``DNNL_MAX_CPU_ISA`` sets one (``nn.LSTM`` runs
+    through oneDNN, whose AVX, AVX2 and AVX-512 paths round differently; README: "Results")."""
+    cap = os.environ.get("DNNL_MAX_CPU_ISA") or os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return torch.backends.cpu.get_cpu_capability() + (f"; oneDNN at most {cap}" if cap else "")
