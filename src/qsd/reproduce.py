@@ -36,7 +36,7 @@ from .report.collect import collect
 from .report.compare import WITHHELD
 from .report.replication import TABLES, render_replication
 from .runqueue import Queue, auto_jobs, clock, estimates
-from .train import ConfigError
+from .train import ConfigError, pick_device
 
 log = logging.getLogger("qsd.reproduce")
 BENCH_REPEATS = {"smoke": 3, "cpu": 30, "paper": 100}
@@ -266,7 +266,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
     budget_s = None if args.time_budget is None else args.time_budget * 60
     device = dict(s.split("=", 1) for s in args.settings).get("device", "auto")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = str(pick_device(device)) if device == "auto" else device  # the device its runs resolve
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
                   estimates(timed, device), args.verbose, budget_s, args.settings)
     guessed = sum(r.experiment not in queue.estimate for r in todo + picked)
