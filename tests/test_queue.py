@@ -109,18 +109,25 @@ def test_a_longer_run_on_a_grid_trains_only_at_the_rate_its_seed_picks(tmp_path)
 def test_time_estimates_follow_each_runs_epochs(tmp_path):
     """A run's expected time is its experiment's recorded pace per epoch on the same kind of device times
     its own epochs, so a time-budgeted slice does not start a 1.5x-epochs run on a 1x estimate, nor plan
-    a CPU's runs by a GPU's pace (or a GPU's by a CPU's, which would never start them in a slice)."""
+    a CPU's runs by a GPU's pace (or a GPU's by a CPU's, which would never start them in a slice), nor
+    plan 16 runs on one GPU by the pace of 4 sharing it."""
     from qsd.runqueue import START_S, estimates
 
-    for name, wall, epochs, device in (("dropout-seed0-a", 80.0, 40, "cpu"), ("dropout-seed1-b", 126.0, 60, "cpu"),
-                                       ("dropout-seed2-c", 8.0, 40, "cuda:1")):
+    for name, wall, epochs, device, width in (("dropout-seed0-a", 80.0, 40, "cpu", 2),
+                                              ("dropout-seed1-b", 126.0, 60, "cpu", 2),
+                                              ("dropout-seed2-c", 8.0, 40, "cuda:1", 4),
+                                              ("dropout-seed3-d", 12.0, 40, "cuda", None)):
         (tmp_path / "mlp_mnist" / name).mkdir(parents=True)
         (tmp_path / "mlp_mnist" / name / "summary.json").write_text(
-            json.dumps({"wall_s": wall, "epochs_done": epochs, "device": device}))
+            json.dumps({"wall_s": wall, "epochs_done": epochs, "device": device, "jobs": width}))
     finished = {f"mlp_mnist/{p.name}": p for p in (tmp_path / "mlp_mnist").iterdir()}
-    pace = estimates(finished, "cpu")
-    assert pace == {"mlp_mnist": 2.05}  # the GPU's run says nothing of a CPU's pace
-    assert estimates(finished, "cuda") == {"mlp_mnist": 0.2} and estimates(finished, "mps") == {}
+    pace = estimates(finished, "cpu", 2)
+    assert pace == {"mlp_mnist": 2.05} == estimates(finished, "cpu", 8)  # the GPU's runs say nothing of a CPU's
+    assert estimates(finished, "cuda", 4) == estimates(finished, "cuda", 1) == {"mlp_mnist": pytest.approx(0.25)}
+    # four times as many on the GPU: the run recorded at 4 wide takes four times as long; the one that
+    # did not record its width is taken as it is
+    assert estimates(finished, "cuda", 16) == {"mlp_mnist": pytest.approx((0.8 + 0.3) / 2)}
+    assert estimates(finished, "mps", 1) == {}
     short, long = (suite.Run((), f"mlp_mnist/x{e}", "mlp_mnist", "dropout", 0, 1, "mnist", e) for e in (40, 60))
     queue = Queue([short, long], 0, 1, tmp_path, "cpu", pace)
     assert queue.seconds(short) == pytest.approx(START_S + 82.0) and queue.seconds(long) == pytest.approx(START_S + 123.0)

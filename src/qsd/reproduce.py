@@ -267,8 +267,9 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     budget_s = None if args.time_budget is None else args.time_budget * 60
     device = dict(s.split("=", 1) for s in args.settings).get("device", "auto")
     device = str(pick_device(device)) if device == "auto" else device  # the device its runs resolve
+    side_by_side = max(1, min(args.jobs, len(todo) + len(picked)))
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
-                  estimates(timed, device), args.verbose, budget_s, args.settings)
+                  estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings)
     guessed = sum(r.experiment not in queue.estimate for r in todo + picked)
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
           f"already finished, about {clock(queue.left_s(todo + picked))} left on {args.jobs} parallel run(s), "

@@ -37,18 +37,24 @@ def auto_jobs() -> int:
     return max(1, min(cores, int(mem_gib // GIB_PER_RUN)))
 
 
-def estimates(finished: dict[str, Path], device: str) -> dict[str, float]:
-    """Seconds per epoch of each experiment on ``device``'s kind (``cpu``, ``cuda``): the mean over its
-    finished runs that trained on that kind of the recorded wall time over the epochs trained (the gate's
-    longer runs train more epochs than the others). A pace measured on a GPU says nothing of a CPU's."""
+def estimates(finished: dict[str, Path], device: str, jobs: int) -> dict[str, float]:
+    """Seconds per epoch of each experiment on ``device``'s kind (``cpu``, ``cuda``) with ``jobs`` runs side
+    by side: the mean over its finished runs that trained on that kind of the recorded wall time over the
+    epochs trained (the gate's longer runs train more epochs than the others). A pace measured on a GPU
+    says nothing of a CPU's. Runs side by side share one GPU, so on ``cuda`` a pace recorded with ``w``
+    runs at once is stretched by ``jobs / w`` where ``jobs`` is wider (the GPU taken as saturated at ``w``:
+    the paper CNNs finished 3.5-3.8 runs a minute at 5 and at 16), and kept where it is narrower (an
+    over-estimate, the safe side for a time budget); a run that did not record ``w`` is taken as is. On a
+    CPU each run has its own core(s) (``auto_jobs``)."""
     kind = device.split(":")[0]
     per_epoch: dict[str, list[float]] = {}
     for key, path in finished.items():
         s = runstore.read_summary(path) or {}
-        wall, epochs = s.get("wall_s"), s.get("epochs_done")
+        wall, epochs, width = s.get("wall_s"), s.get("epochs_done"), s.get("jobs")
         if str(s.get("device", "")).split(":")[0] == kind and isinstance(wall, (int, float)) \
                 and isinstance(epochs, int) and epochs > 0:
-            per_epoch.setdefault(key.split("/")[0], []).append(wall / epochs)
+            stretch = max(1.0, jobs / width) if kind == "cuda" and isinstance(width, int) and width > 0 else 1.0
+            per_epoch.setdefault(key.split("/")[0], []).append(wall / epochs * stretch)
     return {exp: mean(w) for exp, w in per_epoch.items()}
 
 
