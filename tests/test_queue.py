@@ -110,7 +110,7 @@ def test_time_estimates_follow_each_runs_epochs(tmp_path):
     """A run's expected time is its experiment's recorded pace per epoch on the same kind of device times
     its own epochs, so a time-budgeted slice does not start a 1.5x-epochs run on a 1x estimate, nor plan
     a CPU's runs by a GPU's pace (or a GPU's by a CPU's, which would never start them in a slice), nor
-    plan 16 runs on one GPU by the pace of 4 sharing it."""
+    plan 16 runs on one GPU by the pace of 4 sharing it; a stopped run counts only the epochs it has left."""
     from qsd.runqueue import START_S, estimates
 
     for name, wall, epochs, device, width in (("dropout-seed0-a", 80.0, 40, "cpu", 2),
@@ -131,6 +131,9 @@ def test_time_estimates_follow_each_runs_epochs(tmp_path):
     short, long = (suite.Run((), f"mlp_mnist/x{e}", "mlp_mnist", "dropout", 0, 1, "mnist", e) for e in (40, 60))
     queue = Queue([short, long], 0, 1, tmp_path, "cpu", pace)
     assert queue.seconds(short) == pytest.approx(START_S + 82.0) and queue.seconds(long) == pytest.approx(START_S + 123.0)
+    (tmp_path / "mlp_mnist" / "x60").mkdir()  # stopped after 20 of its 60 epochs: it resumes with 40 left
+    (tmp_path / "mlp_mnist" / "x60" / "metrics.jsonl").write_text('{"epoch": 1}\n' * 20)
+    assert queue.seconds(long) == pytest.approx(START_S + 82.0)
 
 
 def _metrics(path):
@@ -146,10 +149,14 @@ def test_results_do_not_depend_on_the_number_of_parallel_runs(tiny_root, tmp_pat
     for jobs in (1, 2):
         monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path / f"jobs{jobs}"))
         root = tmp_path / f"jobs{jobs}" / "smoke"
-        outcomes = Queue(runs, 0, jobs, root, "smoke", {}).run()
+        queue = Queue(runs, 0, jobs, root, "smoke", {})
+        outcomes = queue.run()
         assert [o.status for o in outcomes] == ["completed"] * 3
         metrics[jobs] = {r.key: _metrics(root / r.key) for r in runs}
-        assert all(json.loads((root / r.key / "summary.json").read_text())["threads"] == 1 for r in runs)
+        summaries = [json.loads((root / r.key / "summary.json").read_text()) for r in runs]
+        assert all(s["threads"] == 1 for s in summaries)
+        last = json.loads((root / outcomes[-1].run.key / "summary.json").read_text())
+        assert queue.estimate["mlp_mnist"] == last["wall_s"] / last["epochs_done"]  # the pace it learned
     assert metrics[1] == metrics[2]
 
 

@@ -95,11 +95,13 @@ class Queue:
             self.fewest_epochs[r.experiment] = min(r.epochs, self.fewest_epochs.get(r.experiment, r.epochs))
 
     def seconds(self, run: Run) -> float:
-        """``run``'s expected wall time: start-up and its epochs at its experiment's recorded pace, or where
-        none is recorded the guess, scaled by its epochs (so that the gate's longer runs are guessed longer)."""
+        """``run``'s expected wall time: start-up and the epochs it has left (a stopped run resumes) at its
+        experiment's recorded pace, or where none is recorded the guess, scaled by those epochs (so that the
+        gate's longer runs are guessed longer)."""
+        left = max(0, run.epochs - runstore.epochs_logged(self.root / run.key))
         if run.experiment not in self.estimate:
-            return GUESS_S[self.scale] * run.epochs / self.fewest_epochs.get(run.experiment, run.epochs)
-        return START_S + self.estimate[run.experiment] * run.epochs
+            return GUESS_S[self.scale] * left / self.fewest_epochs.get(run.experiment, run.epochs)
+        return START_S + self.estimate[run.experiment] * left
 
     def left_s(self, runs: list[Run]) -> float:
         """Wall time ``runs`` need on ``jobs`` workers (at least the longest run)."""
@@ -133,8 +135,9 @@ class Queue:
                         out = f.result()
                         outcomes.append(out)
                         self.done += 1
-                        if out.status in runstore.FINISHED:  # learn the experiment's time as runs finish
-                            self.estimate[run.experiment] = out.wall_s / run.epochs
+                        s = runstore.read_summary(self.root / run.key) or {}
+                        if out.status in runstore.FINISHED and s.get("epochs_done"):  # learn the pace as runs
+                            self.estimate[run.experiment] = s["wall_s"] / s["epochs_done"]  # finish, resumed or not
                         left = self.left_s(pending + list(running.values()))
                         eta = time.strftime("%H:%M", time.localtime(time.time() + left))
                         self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} "

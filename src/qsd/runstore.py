@@ -70,6 +70,14 @@ def is_finished(path: Path) -> bool:
     return s is not None and s.get("status") in FINISHED
 
 
+def epochs_logged(path: Path) -> int:
+    """Epochs a run at ``path`` has trained so far (a stopped run resumes after them; 0 if none)."""
+    try:
+        return (path / "metrics.jsonl").read_text().count("\n")
+    except OSError:
+        return 0
+
+
 def write_metrics(path: Path, history: list[dict]) -> None:
     write_text(path / "metrics.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
 
