@@ -36,7 +36,7 @@ from .report.collect import collect
 from .report.compare import WITHHELD
 from .report.replication import TABLES, render_replication
 from .runqueue import Queue, auto_jobs, clock, estimates
-from .train import ConfigError, pick_device
+from .train import ConfigError
 
 log = logging.getLogger("qsd.reproduce")
 BENCH_REPEATS = {"smoke": 3, "cpu": 30, "paper": 100}
@@ -258,6 +258,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     wanted, todo, waiting, spare = keep(wanted), keep(todo), keep(waiting), keep(spare)
     try:
         suite.check_settings([] if args.collect_only else todo + waiting, args.settings)
+        device = suite.device(args.settings)  # the one its runs resolve
     except ConfigError as e:
         print(f"error: --set: {e}", file=sys.stderr)
         return 2
@@ -265,8 +266,6 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
     budget_s = None if args.time_budget is None else args.time_budget * 60
-    device = dict(s.split("=", 1) for s in args.settings).get("device", "auto")
-    device = str(pick_device(device)) if device == "auto" else device  # the device its runs resolve
     side_by_side = max(1, min(args.jobs, len(todo) + len(picked)))
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
                   estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings)

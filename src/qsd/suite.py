@@ -159,6 +159,13 @@ def check_settings(runs: list[Run], settings: list[str]) -> None:
                 raise ConfigError(f"qsd-train {' '.join([*run.overrides, *settings])}: {e}") from None
 
 
+def device(settings: list[str]) -> str:
+    """The device the runs train on with ``settings`` added: the config's ``device``, resolved as
+    ``qsd-train`` resolves it (``auto``: CUDA where there is one)."""
+    with _hydra():
+        return str(pick_device(_composer()(list(settings)).device))
+
+
 def needed(run: Run, finished: dict[str, Path]) -> bool | None:
     """Whether ``run`` is worth training, given the ``finished`` runs (key -> folder). Every run is, but
     a gate's longer run on a rate grid is needed only where it lengthens the point its seed picks on
