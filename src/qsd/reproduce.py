@@ -284,23 +284,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
               "for 39) take hours to days a run on a CPU, and a guess above assumes a GPU")
     if args.dry_run:
-        shown = sorted({r.experiment for r in wanted if r.data not in aside})  # set-aside experiments: no sweeps
-        sweeps = list(dict.fromkeys(tuple(o) for s in suite.sweeps(args.scale, args.replicate)
-                                    if (not args.only or s.figure in args.only)
-                                    and (o := _restrict(s.overrides, shown))))  # a shared sweep once
-        for sweep in sweeps:
-            print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join([*sweep, *args.settings])}")
-        print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
-              "and qsd-reproduce trains a longer run on a grid only at the rate its seed picks")
-        print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in todo})) or 'none'}")
-        for name, hint in blocking.items():
-            print(f"# not prepared here: {name}: {hint}")
-        for figure in [i for i in ids if not args.only or i in args.only]:  # a slice's cost; shared runs count in each
-            left = [r for r in todo + picked if figure in r.figures]
-            if left:
-                guess = sum(r.experiment not in queue.estimate for r in left)
-                print(f"# {figure}: {len(left)} run(s) left, about {clock(queue.left_s(left))} on {args.jobs} "
-                      f"parallel run(s)" + f" ({guess} of them a guess)" * bool(guess))
+        print_sweeps(args, ids, wanted, todo + picked, aside, blocking, queue)
         return 0
 
     t0, seeds = time.time(), suite.seeds(args.scale, replicate=args.replicate)
@@ -322,16 +306,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
     if over := sum(o.status == "stopped" for o in outcomes):
         print(f"{over} run(s) not started: they would not finish within the time budget")
-    # the cost is measured on the main seeds only: a replication's fresh seeds do not change it
-    for m in [] if args.collect_only or args.replicate else benchmarks(args.only, args.experiments):
-        measured = out / m["bench_out"]
-        if measured.exists():  # like a finished run: kept, not measured again
-            print(f"benchmark: {measured} exists (delete it to measure again)")
-            continue
-        cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], out=measured) for a in m["bench"])]
-        print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
-        if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
-            failed.append(" ".join(cmd[1:]))
+    if not (args.collect_only or args.replicate):  # the cost is measured on the main seeds only
+        failed += run_benchmarks(args, out)
     paths = gather(planned, runs_root, out, seeds)
     collect(paths, out)
     drawn = render(out, args.scale, args.only, replication_of)
@@ -356,6 +332,45 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def print_sweeps(args: argparse.Namespace, ids: list[str], wanted: list[suite.Run], left_runs: list[suite.Run],
+                 aside: dict[str, str], blocking: dict[str, str], queue: Queue) -> None:
+    """``--dry-run``: the runnable sweeps of ``wanted``'s experiments, the data the runs left read, and per
+    figure the runs ``left_runs`` and their time on ``queue``'s width."""
+    shown = sorted({r.experiment for r in wanted if r.data not in aside})  # set-aside experiments: no sweeps
+    sweeps = list(dict.fromkeys(tuple(o) for s in suite.sweeps(args.scale, args.replicate)
+                                if (not args.only or s.figure in args.only)
+                                and (o := _restrict(s.overrides, shown))))  # a shared sweep once
+    for sweep in sweeps:
+        print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join([*sweep, *args.settings])}")
+    print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
+          "and qsd-reproduce trains a longer run on a grid only at the rate its seed picks")
+    print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in left_runs})) or 'none'}")
+    for name, hint in blocking.items():
+        print(f"# not prepared here: {name}: {hint}")
+    for figure in [i for i in ids if not args.only or i in args.only]:  # a slice's cost; shared runs count in each
+        left = [r for r in left_runs if figure in r.figures]
+        if left:
+            guess = sum(r.experiment not in queue.estimate for r in left)
+            print(f"# {figure}: {len(left)} run(s) left, about {clock(queue.left_s(left))} on {args.jobs} "
+                  f"parallel run(s)" + f" ({guess} of them a guess)" * bool(guess))
+
+
+def run_benchmarks(args: argparse.Namespace, out: Path) -> list[str]:
+    """Measure the benchmarks ``--only`` and ``--experiments`` ask for (table2's step cost) into ``out``,
+    each once (a measured one is kept, like a finished run); the commands that failed."""
+    failed = []
+    for m in benchmarks(args.only, args.experiments):
+        measured = out / m["bench_out"]
+        if measured.exists():  # like a finished run: kept, not measured again
+            print(f"benchmark: {measured} exists (delete it to measure again)")
+            continue
+        cmd = [sys.executable, *(a.format(repeats=BENCH_REPEATS[args.scale], out=measured) for a in m["bench"])]
+        print(f"benchmark: {' '.join(cmd[1:])}", flush=True)
+        if subprocess.run(cmd, cwd=ROOT, capture_output=not args.verbose).returncode != 0:
+            failed.append(" ".join(cmd[1:]))
+    return failed
 
 
 if __name__ == "__main__":
