@@ -71,6 +71,33 @@ def test_channel_granularity_shares_one_value_per_map(name):
 
 
 @pytest.mark.parametrize("name", ["dropout", "gaussian", "qsd"])
+def test_synapse_granularity_masks_each_connection_of_the_linear_layer_it_feeds(name):
+    """y = (W * m) x + b with one mask value per connection, drawn per step and shared by the batch's
+    examples; the identity's layer in eval mode; no gradient reaches a dropped connection."""
+    import torch.nn.functional as F
+
+    from qsd.models.synapse import SynapticLinear, regularised_linear
+
+    torch.manual_seed(0)
+    layer, = regularised_linear(build(name, rate=0.5, granularity="synapse"), 300, 200)
+    assert isinstance(layer, SynapticLinear) and len(regularised_linear(build(name, rate=0.5), 3, 2)) == 2
+    x = torch.randn(1, 300).repeat(4, 1)  # four identical examples
+    torch.manual_seed(1)
+    y = layer.train()(x)
+    torch.manual_seed(1)
+    w = layer.reg(layer.weight)  # the same draw: one value per connection
+    assert torch.allclose(y, F.linear(x, w, layer.bias)) and torch.equal(y, y[:1].expand_as(y))
+    m = (w / layer.weight).detach()
+    assert abs(m.mean().item() - 1.0) < 0.02 and m.unique().numel() > 1
+    if name == "dropout":
+        assert abs((m == 0).double().mean().item() - 0.5) < 0.01
+        torch.manual_seed(1)
+        layer(x).sum().backward()
+        assert torch.equal(layer.weight.grad == 0, m == 0)
+    assert torch.equal(layer.eval()(x), F.linear(x, layer.weight, layer.bias))
+
+
+@pytest.mark.parametrize("name", ["dropout", "gaussian", "qsd"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_keeps_mean_one(name, dtype):
     torch.manual_seed(0)
@@ -99,7 +126,7 @@ BAD = [
     ("qsd", {"alpha": -1}, "alpha must be > 0 or inf"),
     ("qsd", {"alpha": float("-inf")}, "alpha must be a finite number or inf"),
     ("qsd", {"mapping": "median"}, "mapping must be one of ['mean', 'failure', 'variance']"),
-    ("qsd", {"granularity": "synapse"}, "granularity must be one of ['unit', 'channel']"),
+    ("qsd", {"granularity": "neuron"}, "granularity must be one of ['unit', 'channel', 'synapse']"),
     ("qsd", {"p": 0.5}, "allowed: ['rate', 'n', 'cv', 'alpha', 'mapping', 'granularity', 'backend', 'sampler']"),
     ("dropout", {"rate": 1.5}, "rate must be in [0, 1)"),
     ("gaussian", {"rate": None}, "rate must be a number"),

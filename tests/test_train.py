@@ -35,6 +35,13 @@ def test_every_experiment_runs_a_smoke_step(tiny_root, tmp_path, experiment, reg
     assert json.loads((path / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
 
 
+@pytest.mark.parametrize("overrides", [["experiment=mlp_mnist"], ["experiment=cnn_mnist", "rates.conv=0"]])
+def test_synapse_granularity_trains_where_every_regularised_slot_feeds_a_linear_layer(tiny_root, tmp_path, overrides):
+    cfg = config(tiny_root, tmp_path, *overrides, "regulariser=qsd", "regulariser.granularity=synapse", *SMALL)
+    assert fit(cfg)["status"] == "completed"
+    assert "granularity: synapse" in (runstore.run_dir(cfg) / "config.yaml").read_text()
+
+
 def test_experiments_put_regulariser_where_the_recipe_says(tiny_root, tmp_path):
     from qsd.tasks import build_task
     from qsd.train import build_model_from
@@ -155,6 +162,19 @@ def test_every_model_declares_the_rate_slots_it_uses():
         params.update({k: v for k, v in dims.items() if k in inspect.signature(model.__init__).parameters})
         model(make_reg=lambda slot, **kw: asked.append(slot) or torch.nn.Identity(), **params)
         assert set(asked) == set(model.SLOTS) == set(cfg.rates), experiment
+        # the slots it says feed a Linear layer are masked there at "synapse" granularity, and no others
+        from qsd.models.synapse import SynapticLinear
+        from qsd.regularisers import build
+
+        def tagged(slot, **kw):
+            reg = build("dropout", granularity="synapse")
+            reg.slot = slot
+            return reg
+
+        built = model(make_reg=tagged, **params)
+        inside = {id(m.reg) for m in built.modules() if isinstance(m, SynapticLinear)}
+        linear = set(getattr(model, "LINEAR_SLOTS", ()))
+        assert {r.slot for r in built.modules() if id(r) in inside} == linear, experiment
 
 
 def test_sentiment_lstm_reads_each_review_at_its_last_token_as_packing_does():

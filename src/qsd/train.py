@@ -112,6 +112,14 @@ def check_config(cfg: DictConfig) -> None:
     make_reg = make_reg_factory(cfg)
     for slot in slots:
         make_reg(slot)
+    if cfg.regulariser.get("granularity") == "synapse":
+        linear = getattr(MODELS[cfg.model.name], "LINEAR_SLOTS", ())
+        off = [s for s in slots if s not in linear and float(cfg.rates[s]) > 0]
+        if off:
+            raise ConfigError(f"regulariser.granularity=synapse masks the connections of the Linear layer a "
+                              f"regulariser feeds; model {cfg.model.name!r}'s slot(s) {off} feed other layers: set "
+                              f"{' '.join(f'rates.{s}=0' for s in off)}, or use granularity unit or channel (its "
+                              f"slots that feed a Linear layer: {list(linear) or 'none'})")
 
 
 GRAPHABLE = ("image", "lm")  # data kinds whose batches have one shape (text reviews are bucketed by length)

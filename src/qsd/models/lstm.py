@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .synapse import regularised_linear
+
 
 class SequenceReg(nn.Module):
     """Applies a regulariser to a (T, B, H) sequence: a fresh mask per step, or one per (B, H)
@@ -56,6 +58,7 @@ class LSTMLanguageModel(nn.Module):
 class LSTMClassifier(nn.Module):
     """Embedding -> reg -> LSTM (uni- or bidirectional) -> final hidden state -> reg -> Linear."""
     SLOTS = ("embedding", "output")  # the rate slots it asks make_reg for
+    LINEAR_SLOTS = ("output",)  # those whose regulariser feeds a Linear layer (granularity "synapse" can mask it)
 
     def __init__(self, make_reg, vocab_size: int, classes: int, embedding: int = 128, hidden: int = 128,
                  bidirectional: bool = False, pad_id: int = 0):
@@ -63,7 +66,9 @@ class LSTMClassifier(nn.Module):
         self.embed = nn.Embedding(vocab_size, embedding, padding_idx=pad_id)
         self.reg_in, self.reg_out = make_reg("embedding"), make_reg("output")
         self.lstm = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=bidirectional)
-        self.head = nn.Linear(hidden * (2 if bidirectional else 1), classes)
+        *before, self.head = regularised_linear(self.reg_out, hidden * (2 if bidirectional else 1), classes)
+        if not before:  # "synapse": the head masks its own weight
+            self.reg_out = nn.Identity()
 
     def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Reads each review's hidden state at its last token. One-directional, the LSTM runs over the

@@ -4,10 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .synapse import regularised_linear
+
 
 class MLP(nn.Module):
     """in -> [reg("input"), Linear, ReLU] -> [reg("hidden"), Linear, ReLU]* -> reg("hidden") -> Linear."""
     SLOTS = ("input", "hidden")  # the rate slots it asks make_reg for
+    LINEAR_SLOTS = SLOTS  # those whose regulariser feeds a Linear layer (granularity "synapse" can mask it)
 
     def __init__(self, make_reg, in_features: int, widths: list[int], classes: int):
         super().__init__()
@@ -16,8 +19,8 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         sizes = [in_features, *map(int, widths)]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers += [make_reg("input" if i == 0 else "hidden"), nn.Linear(a, b), nn.ReLU()]
-        layers += [make_reg("hidden"), nn.Linear(sizes[-1], classes)]
+            layers += [*regularised_linear(make_reg("input" if i == 0 else "hidden"), a, b), nn.ReLU()]
+        layers += regularised_linear(make_reg("hidden"), sizes[-1], classes)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

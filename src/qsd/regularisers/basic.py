@@ -30,7 +30,8 @@ class Identity(nn.Module):
 class Dropout(nn.Module):
     """Inverted Bernoulli dropout (Srivastava et al. 2014): y = x * b / (1 - r), b ~ Bernoulli(1 - r).
 
-    ``granularity="unit"`` uses torch's fused ``F.dropout``; ``"channel"`` drops whole feature maps.
+    ``granularity="unit"`` (and ``"synapse"``, on a weight) uses torch's fused ``F.dropout``; ``"channel"``
+    drops whole feature maps.
     """
 
     def __init__(self, rate: float = 0.5, granularity: str = "unit"):
@@ -41,7 +42,7 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
             return x
-        if self.granularity == "unit" or x.dim() <= 2:
+        if self.granularity != "channel" or x.dim() <= 2:
             return F.dropout(x, self.rate, training=True)
         keep = 1.0 - self.rate
         mask = torch.empty(mask_shape(x, self.granularity), device=x.device, dtype=x.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
-GRANULARITIES = ("unit", "channel")
+GRANULARITIES = ("unit", "channel", "synapse")  # synapse: the model puts the regulariser on a Linear layer's weight
 
 
 def rate(value: object) -> float:

@@ -160,7 +160,9 @@ class QSD(nn.Module):
         alpha: Beta shape of release-probability heterogeneity (> 0, or inf = homogeneous).
         mapping: "mean" (pbar = 1 - r), "failure" (P(all sites fail) = r) or "variance"
             (Var(m) = r / (1 - r), dropout's; needs r / (1 - r) > cv^2 / n).
-        granularity: "unit" (one mask value per element) or "channel" (per example and channel).
+        granularity: "unit" (one mask value per element), "channel" (per example and channel) or
+            "synapse" (per connection of the Linear layer it feeds: the model applies it to that
+            layer's weight, ``models.synapse``).
         backend: "kernel" (default): the counter-based sampler, compiled for the CPU (numba) and
             fused into one Triton kernel on CUDA that stores no mask; other devices fall back to
             "torch": plain torch ops with torch's generator (same distribution, other stream).
