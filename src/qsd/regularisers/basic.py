@@ -26,18 +26,25 @@ class Identity(nn.Module):
         return x
 
 
-@register("dropout")
-class Dropout(nn.Module):
-    """Inverted Bernoulli dropout (Srivastava et al. 2014): y = x * b / (1 - r), b ~ Bernoulli(1 - r).
-
-    ``granularity="unit"`` (and ``"synapse"``, on a weight) uses torch's fused ``F.dropout``; ``"channel"``
-    drops whole feature maps.
-    """
+class _MultiplicativeNoise(nn.Module):
+    """What dropout and Gaussian dropout share: a checked ``rate`` and mask ``granularity``."""
 
     def __init__(self, rate: float = 0.5, granularity: str = "unit"):
         super().__init__()
         self.rate = checks.rate(rate)
         self.granularity = checks.choice(granularity, "granularity", checks.GRANULARITIES)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}, granularity={self.granularity}"
+
+
+@register("dropout")
+class Dropout(_MultiplicativeNoise):
+    """Inverted Bernoulli dropout (Srivastava et al. 2014): y = x * b / (1 - r), b ~ Bernoulli(1 - r).
+
+    ``granularity="unit"`` (and ``"synapse"``, on a weight) uses torch's fused ``F.dropout``; ``"channel"``
+    drops whole feature maps.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
@@ -48,19 +55,11 @@ class Dropout(nn.Module):
         mask = torch.empty(mask_shape(x, self.granularity), device=x.device, dtype=x.dtype)
         return x * mask.bernoulli_(keep).div_(keep)
 
-    def extra_repr(self) -> str:
-        return f"rate={self.rate}, granularity={self.granularity}"
-
 
 @register("gaussian")
-class GaussianDropout(nn.Module):
+class GaussianDropout(_MultiplicativeNoise):
     """Multiplicative Gaussian noise N(1, r / (1 - r)), the variance of dropout at rate r
     (Srivastava et al. 2014, section 10)."""
-
-    def __init__(self, rate: float = 0.5, granularity: str = "unit"):
-        super().__init__()
-        self.rate = checks.rate(rate)
-        self.granularity = checks.choice(granularity, "granularity", checks.GRANULARITIES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
@@ -68,6 +67,3 @@ class GaussianDropout(nn.Module):
         std = math.sqrt(self.rate / (1.0 - self.rate))
         noise = torch.randn(mask_shape(x, self.granularity), device=x.device, dtype=x.dtype)
         return x * noise.mul_(std).add_(1.0)
-
-    def extra_repr(self) -> str:
-        return f"rate={self.rate}, granularity={self.granularity}"
