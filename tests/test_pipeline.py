@@ -174,7 +174,7 @@ def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path,
     assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 8 distinct runs in 2 sweeps" in out
     assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=dropout train.epochs=" in out  # the gate's
     assert out.startswith("smoke scale: 8 runs, 0 already finished, about ")
-    assert "\n# fig2_mlp_curves: 8 run(s) left, about " in out and "# fig3_mlp_rates" not in out  # a slice's cost
+    assert "\n# fig2_mlp_curves: 8 run(s) to train, about " in out and "# fig3_mlp_rates" not in out  # a slice's cost
     assert failed.exists()  # a dry run leaves the record of failed runs alone
 
 

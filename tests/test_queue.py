@@ -75,8 +75,27 @@ def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):
     assert [r.seed for r in cnn] == sorted(r.seed for r in cnn)
     assert {r.regulariser for r in cnn if r.seed == 0} == {r.regulariser for r in cnn} == {"none", "dropout", "qsd"}
     untimed = [r for r in suite.plan("paper") if r.experiment == "cnn_mnist"]  # the gate's 75-epoch runs, guessed
-    order = Queue(untimed, 0, 10, tmp_path, "paper", {}).order()
+    order = Queue(untimed, 0, 10, tmp_path, "paper", {}, device="cuda").order()
     assert [r.epochs for r in order] == [75] * 5 + [50] * 15 and [r.seed for r in order[:5]] == [0, 1, 2, 3, 4]
+
+
+def test_a_paper_run_never_timed_on_a_cpu_is_not_guessed(tmp_path):
+    """A paper run takes minutes (the MLP) to days (the WRN) on a CPU, so one whose experiment has no CPU pace
+    yet is left out of the time left, said to be, ordered first (as the longest), and not started under a
+    time budget; on a GPU the same run is guessed."""
+    runs = [r for r in suite.plan("paper") if r.experiment in ("mlp_sensitivity", "cnn_mnist") and not r.lengthens]
+    cnn = [r for r in runs if r.experiment == "cnn_mnist"]
+    queue = Queue(runs, 0, 2, tmp_path, "paper", {"mlp_sensitivity": 1.0}, budget_s=1e6, device="cpu")
+    assert all(queue.seconds(r) is None for r in cnn) and queue.order()[:len(cnn)] == sorted(cnn, key=lambda r: r.seed)
+    mlp = [r for r in runs if r.experiment == "mlp_sensitivity"]
+    assert queue.left_s(runs) == queue.left_s(mlp) > 0
+    text = queue.time_left(runs)
+    assert text.startswith(f"about {clock(queue.left_s(mlp))} left on 2 parallel run(s)")
+    assert f"not counting {len(cnn)} whose experiment was not timed on cpu yet" in text
+    assert queue.time_left(cnn).startswith(f"time left unknown (none of the {len(cnn)} runs' experiments")
+    assert "no pace recorded on cpu" in queue._over_budget(cnn[0], 0.0) and queue._over_budget(mlp[0], 0.0) == ""
+    gpu = Queue(runs, 0, 2, tmp_path, "paper", {}, device="cuda:0")
+    assert gpu.seconds(cnn[0]) == pytest.approx(300.0) and "a guess" in gpu.time_left(runs)
 
 
 def test_a_longer_run_on_a_grid_trains_only_at_the_rate_its_seed_picks(tmp_path):

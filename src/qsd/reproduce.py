@@ -268,21 +268,18 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     budget_s = None if args.time_budget is None else args.time_budget * 60
     side_by_side = max(1, min(args.jobs, len(todo) + len(picked)))
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
-                  estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings)
-    guessed = sum(r.experiment not in queue.estimate for r in todo + picked)
+                  estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings, device)
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
-          f"already finished, about {clock(queue.left_s(todo + picked))} left on {args.jobs} parallel run(s), "
-          f"{max((r.threads for r in wanted), default=1)} CPU thread(s) each, on {device}"
-          + (f" ({guessed} of them a guess: no run of their experiment was timed on {device.split(':')[0]} yet)"
-             if guessed else ""))
+          f"already finished, {queue.time_left(todo + picked)}; {max((r.threads for r in wanted), default=1)} CPU "
+          f"thread(s) each, on {device}")
     if spare or waiting:
         parts = [f"{len(spare)} not needed (their seed picked another rate)"] * bool(spare) + \
                 [f"{len(waiting)} wait for their seed's grid, of which {len(picked)} will train"] * bool(waiting)
         print(f"the gate's longer runs on a rate grid train only at the rate each seed picks on validation: "
               f"{'; '.join(parts)}")
     if args.scale == "paper" and todo and not args.collect_only and not torch.cuda.is_available():
-        print("warning: no CUDA device here; the paper scale's full protocols (WRN for 200 epochs, the medium LSTM "
-              "for 39) take hours to days a run on a CPU, and a guess above assumes a GPU")
+        print("warning: no CUDA device here; the paper scale's full protocols (the CNNs, WRN for 200 epochs, the "
+              "medium LSTM for 39) take hours to days a run on a CPU")
     if args.dry_run:
         print_sweeps(args, ids, wanted, todo + picked, aside, blocking, queue)
         return 0
@@ -296,7 +293,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if later:  # their seeds' grids have finished: the rates they picked
             left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
             outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,
-                              left, args.settings).run()
+                              left, args.settings, device).run()
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")
@@ -304,8 +301,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             print(f"packed them in {pack(args.results, out, args.pack)}")
         return 130
     failed = [f"qsd-train {shlex.join(o.run.overrides)}  # {o.text}" for o in outcomes if o.status == "failed"]
-    if over := sum(o.status == "stopped" for o in outcomes):
-        print(f"{over} run(s) not started: they would not finish within the time budget")
+    for why, over in Counter(o.text for o in outcomes if o.status == "stopped").items():
+        print(f"{over} run(s) {why}")
     if not (args.collect_only or args.replicate):  # the cost is measured on the main seeds only
         failed += run_benchmarks(args, out)
     paths = gather(planned, runs_root, out, seeds)
@@ -352,9 +349,7 @@ def print_sweeps(args: argparse.Namespace, ids: list[str], wanted: list[suite.Ru
     for figure in [i for i in ids if not args.only or i in args.only]:  # a slice's cost; shared runs count in each
         left = [r for r in left_runs if figure in r.figures]
         if left:
-            guess = sum(r.experiment not in queue.estimate for r in left)
-            print(f"# {figure}: {len(left)} run(s) left, about {clock(queue.left_s(left))} on {args.jobs} "
-                  f"parallel run(s)" + f" ({guess} of them a guess)" * bool(guess))
+            print(f"# {figure}: {len(left)} run(s) to train, {queue.time_left(left)}")
 
 
 def run_benchmarks(args: argparse.Namespace, out: Path) -> list[str]:

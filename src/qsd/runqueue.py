@@ -25,6 +25,8 @@ from .worker import DONE
 
 GUESS_S = {"smoke": 1.5, "cpu": 120.0, "paper": 300.0}  # a run's wall time when none was recorded (a guess),
                                                          # for the fewest epochs its experiment's runs here train
+NO_GUESS = {("paper", "cpu")}  # (scale, device kind) with no one guess: a paper run on a CPU takes minutes (the
+                               # MLP) to days (the WRN), so one not timed there is left out of every estimate
 START_S = 4.0  # a process's start-up (Python, torch, Hydra) beside the recorded training time
 GIB_PER_RUN = 2  # memory one run may need, for JOBS=auto
 
@@ -81,8 +83,9 @@ class Queue:
 
     def __init__(self, todo: list[Run], done: int, jobs: int, root: Path, scale: str,
                  estimate: dict[str, float], verbose: bool = False, budget_s: float | None = None,
-                 settings: Sequence[str] = ()):
+                 settings: Sequence[str] = (), device: str = "cpu"):
         self.todo, self.done, self.jobs, self.root, self.scale = todo, done, jobs, root, scale
+        self.kind = device.split(":")[0]  # the kind of device ``estimate``'s paces were recorded on
         self.settings = [*settings, "train.progress=off"]
         self.estimate = {**estimate}
         self.verbose, self.budget_s = verbose, budget_s
@@ -94,24 +97,41 @@ class Queue:
         for r in todo:
             self.fewest_epochs[r.experiment] = min(r.epochs, self.fewest_epochs.get(r.experiment, r.epochs))
 
-    def seconds(self, run: Run) -> float:
+    def seconds(self, run: Run) -> float | None:
         """``run``'s expected wall time: start-up and the epochs it has left (a stopped run resumes) at its
         experiment's recorded pace, or where none is recorded the guess, scaled by those epochs (so that the
-        gate's longer runs are guessed longer)."""
+        gate's longer runs are guessed longer); None where there is neither (``NO_GUESS``)."""
         left = max(0, run.epochs - runstore.epochs_logged(self.root / run.key))
-        if run.experiment not in self.estimate:
-            return GUESS_S[self.scale] * left / self.fewest_epochs.get(run.experiment, run.epochs)
-        return START_S + self.estimate[run.experiment] * left
+        if run.experiment in self.estimate:
+            return START_S + self.estimate[run.experiment] * left
+        if (self.scale, self.kind) in NO_GUESS:
+            return None
+        return GUESS_S[self.scale] * left / self.fewest_epochs.get(run.experiment, run.epochs)
 
     def left_s(self, runs: list[Run]) -> float:
-        """Wall time ``runs`` need on ``jobs`` workers (at least the longest run)."""
-        work = [self.seconds(r) for r in runs]
+        """Wall time the timed ones of ``runs`` need on ``jobs`` workers (at least the longest run)."""
+        work = [s for r in runs if (s := self.seconds(r)) is not None]
         return max(sum(work) / self.jobs, max(work, default=0.0))
 
+    def time_left(self, runs: list[Run]) -> str:
+        """``left_s`` in words, saying how many of ``runs`` it guesses and how many it cannot count."""
+        untimed = sum(self.seconds(r) is None for r in runs)
+        guessed = sum(r.experiment not in self.estimate for r in runs) - untimed
+        span = f"at {self.scale} scale a run on {self.kind} takes minutes to days"
+        if runs and untimed == len(runs):
+            return f"time left unknown (none of the {untimed} runs' experiments was timed on {self.kind} yet; {span})"
+        text = f"about {clock(self.left_s(runs))} left on {self.jobs} parallel run(s)"
+        if guessed:
+            text += f" ({guessed} of them a guess: no run of their experiment was timed on {self.kind} yet)"
+        if untimed:
+            text += f", not counting {untimed} whose experiment was not timed on {self.kind} yet ({span})"
+        return text
+
     def order(self) -> list[Run]:
-        """Longest first, so that no worker waits at the tail on one long run; among runs as long, seed by
-        seed, so that a slice stopped part-way leaves whole seeds (every regulariser's) to pair."""
-        return sorted(self.todo, key=lambda r: (-self.seconds(r), r.seed))
+        """Longest first, so that no worker waits at the tail on one long run (one with no time counts as the
+        longest); among runs as long, seed by seed, so that a slice stopped part-way leaves whole seeds
+        (every regulariser's) to pair."""
+        return sorted(self.todo, key=lambda r: (-(s if (s := self.seconds(r)) is not None else float("inf")), r.seed))
 
     def run(self) -> list[Outcome]:
         start, outcomes = time.time(), []
@@ -123,8 +143,8 @@ class Queue:
                 while pending or running:
                     while pending and len(running) < self.jobs:
                         run = pending.pop(0)
-                        if self.budget_s is not None and time.time() - start + self.seconds(run) > self.budget_s:
-                            outcomes.append(Outcome(run, "stopped", "not started: over the time budget", 0.0))
+                        if self.budget_s is not None and (why := self._over_budget(run, time.time() - start)):
+                            outcomes.append(Outcome(run, "stopped", f"not started: {why}", 0.0))
                             continue
                         running[pool.submit(self._train, run)] = run
                     if not running:
@@ -138,8 +158,10 @@ class Queue:
                         s = runstore.read_summary(self.root / run.key) or {}
                         if out.status in runstore.FINISHED and s.get("epochs_done"):  # learn the pace as runs
                             self.estimate[run.experiment] = s["wall_s"] / s["epochs_done"]  # finish, resumed or not
-                        left = self.left_s(pending + list(running.values()))
-                        eta = time.strftime("%H:%M", time.localtime(time.time() + left))
+                        left = pending + list(running.values())
+                        eta = time.strftime("%H:%M", time.localtime(time.time() + self.left_s(left)))
+                        if untimed := sum(self.seconds(r) is None for r in left):
+                            eta += f" and {untimed} untimed"
                         self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} "
                                          f"({clock(out.wall_s)}, ETA {eta})")
                         if bar is not None:
@@ -159,6 +181,13 @@ class Queue:
         for p in self.workers:
             p.wait()
         return outcomes
+
+    def _over_budget(self, run: Run, elapsed: float) -> str:
+        """Why ``run``, started ``elapsed`` seconds into the budget, would not finish within it ('' if it would)."""
+        seconds = self.seconds(run)
+        if seconds is None:
+            return f"no pace recorded on {self.kind} yet, so maybe over the time budget"
+        return "over the time budget" if elapsed + seconds > self.budget_s else ""
 
     def stop(self) -> None:
         """Stop every running run: each keeps its last checkpoint and releases its lock. Ctrl-C on a
