@@ -88,9 +88,10 @@ def test_a_paper_run_never_timed_on_a_cpu_is_not_guessed(tmp_path):
     queue = Queue(runs, 0, 2, tmp_path, "paper", {"mlp_sensitivity": 1.0}, budget_s=1e6, device="cpu")
     assert all(queue.seconds(r) is None for r in cnn) and queue.order()[:len(cnn)] == sorted(cnn, key=lambda r: r.seed)
     mlp = [r for r in runs if r.experiment == "mlp_sensitivity"]
-    assert queue.left_s(runs) == queue.left_s(mlp) > 0
+    mlp_s = queue.left_s(mlp)[0]
+    assert queue.left_s(runs) == (mlp_s, len(cnn)) and mlp_s > 0 and queue.left_s(mlp)[1] == 0
     text = queue.time_left(runs)
-    assert text.startswith(f"about {clock(queue.left_s(mlp))} left on 2 parallel run(s)")
+    assert text.startswith(f"about {clock(mlp_s)} left on 2 parallel run(s)")
     assert f"not counting {len(cnn)} whose experiment was not timed on cpu yet" in text
     assert queue.time_left(cnn).startswith(f"time left unknown (none of the {len(cnn)} runs' experiments")
     assert "no pace recorded on cpu" in queue._over_budget(cnn[0], 0.0) and queue._over_budget(mlp[0], 0.0) == ""

@@ -108,19 +108,21 @@ class Queue:
             return None
         return GUESS_S[self.scale] * left / self.fewest_epochs.get(run.experiment, run.epochs)
 
-    def left_s(self, runs: list[Run]) -> float:
-        """Wall time the timed ones of ``runs`` need on ``jobs`` workers (at least the longest run)."""
-        work = [s for r in runs if (s := self.seconds(r)) is not None]
-        return max(sum(work) / self.jobs, max(work, default=0.0))
+    def left_s(self, runs: list[Run]) -> tuple[float, int]:
+        """Wall time the timed ones of ``runs`` need on ``jobs`` workers (at least the longest run), and how
+        many have no time (``seconds`` is None)."""
+        times = [self.seconds(r) for r in runs]
+        work = [s for s in times if s is not None]
+        return max(sum(work) / self.jobs, max(work, default=0.0)), len(times) - len(work)
 
     def time_left(self, runs: list[Run]) -> str:
         """``left_s`` in words, saying how many of ``runs`` it guesses and how many it cannot count."""
-        untimed = sum(self.seconds(r) is None for r in runs)
+        seconds, untimed = self.left_s(runs)
         guessed = sum(r.experiment not in self.estimate for r in runs) - untimed
         span = f"at {self.scale} scale a run on {self.kind} takes minutes to days"
         if runs and untimed == len(runs):
             return f"time left unknown (none of the {untimed} runs' experiments was timed on {self.kind} yet; {span})"
-        text = f"about {clock(self.left_s(runs))} left on {self.jobs} parallel run(s)"
+        text = f"about {clock(seconds)} left on {self.jobs} parallel run(s)"
         if guessed:
             text += f" ({guessed} of them a guess: no run of their experiment was timed on {self.kind} yet)"
         if untimed:
@@ -158,9 +160,9 @@ class Queue:
                         s = runstore.read_summary(self.root / run.key) or {}
                         if out.status in runstore.FINISHED and s.get("epochs_done"):  # learn the pace as runs
                             self.estimate[run.experiment] = s["wall_s"] / s["epochs_done"]  # finish, resumed or not
-                        left = pending + list(running.values())
-                        eta = time.strftime("%H:%M", time.localtime(time.time() + self.left_s(left)))
-                        if untimed := sum(self.seconds(r) is None for r in left):
+                        left, untimed = self.left_s(pending + list(running.values()))
+                        eta = time.strftime("%H:%M", time.localtime(time.time() + left))
+                        if untimed:
                             eta += f" and {untimed} untimed"
                         self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} "
                                          f"({clock(out.wall_s)}, ETA {eta})")
