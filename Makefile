@@ -8,7 +8,11 @@ JOBS   ?= auto
 VERBOSE ?=
 ONLY   ?=
 SET    ?=
-RUN_ARGS = --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SET),--set $(SET)) $(if $(VERBOSE),--verbose)
+FRESH  ?=
+RUN_ARGS = --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SET),--set $(SET)) $(if $(VERBOSE),--verbose) $(RESULTS_ARG)
+# FRESH=DIR: train every run anew into DIR/runs/ and render into DIR/results/ (the committed runs are not reused)
+RESULTS_ARG = $(if $(FRESH),--results $(abspath $(FRESH))/results)
+FRESH_ENV = $(if $(FRESH),QSD_RUNS_ROOT=$(abspath $(FRESH))/runs)
 
 .PHONY: help setup check-args data reproduce-all replicate figures test bench clean
 
@@ -30,15 +34,15 @@ check-args:
 	@case " $(SCALES) " in *" $(SCALE) "*) ;; *) echo "SCALE must be one of: $(SCALES) (got '$(SCALE)')" >&2; exit 2;; esac
 	@case "$(JOBS)" in auto) ;; ''|*[!0-9]*|0) echo "JOBS must be auto or an integer >= 1 (got '$(JOBS)')" >&2; exit 2;; esac
 
-reproduce-all: check-args data  ## train every run, collect, render all figures/tables: SCALE=smoke|cpu|paper JOBS=auto|N ONLY="<ids>" SET="train.cuda_graphs=false" VERBOSE=1
-	$(BIN)/qsd-reproduce $(RUN_ARGS)
+reproduce-all: check-args data  ## train the runs not committed yet, collect, render all figures/tables/reports: SCALE=smoke|cpu|paper JOBS=auto|N ONLY="<ids>" SET="train.cuda_graphs=false" VERBOSE=1 FRESH=DIR (retrain all into DIR)
+	$(FRESH_ENV) $(BIN)/qsd-reproduce $(RUN_ARGS)
 
 replicate: check-args data  ## the same runs on fresh seeds, each verdict beside the main one (results/SCALE/replication/); same options
-	$(BIN)/qsd-reproduce $(RUN_ARGS) --replicate
+	$(FRESH_ENV) $(BIN)/qsd-reproduce $(RUN_ARGS) --replicate
 
-figures: check-args setup  ## re-render figures and tables of SCALE from results/$(SCALE)/ alone (and its replication/, if collected)
-	$(BIN)/qsd-reproduce --scale $(SCALE) --render-only
-	test ! -f results/$(SCALE)/replication/runs.csv || $(BIN)/qsd-reproduce --scale $(SCALE) --render-only --replicate
+figures: check-args setup  ## re-render figures, tables and reports of SCALE from results/$(SCALE)/ alone (and its replication/, if collected)
+	$(BIN)/qsd-reproduce --scale $(SCALE) --render-only $(RESULTS_ARG)
+	test ! -f $(if $(FRESH),$(abspath $(FRESH))/results,results)/$(SCALE)/replication/runs.csv || $(BIN)/qsd-reproduce --scale $(SCALE) --render-only --replicate $(RESULTS_ARG)
 
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 --durations=10 tests  # the 10 slowest: make test stays under 15 min

@@ -72,6 +72,6 @@ def cpu_model() -> str:
 def cpu_isa() -> str:
     """The instruction set a CPU run's kernels dispatch on, which moves its last digits: ATen's
     (``AVX512``, ``AVX2``, ...), and oneDNN's cap where ``DNNL_MAX_CPU_ISA`` sets one (``nn.LSTM`` runs
-    through oneDNN, whose AVX, AVX2 and AVX-512 paths round differently; README: "Reliability")."""
+    through oneDNN, whose AVX, AVX2 and AVX-512 paths round differently; docs/reliability.md)."""
     cap = os.environ.get("DNNL_MAX_CPU_ISA") or os.environ.get("ONEDNN_MAX_CPU_ISA")
     return torch.backends.cpu.get_cpu_capability() + (f"; oneDNN at most {cap}" if cap else "")

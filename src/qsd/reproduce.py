@@ -30,8 +30,9 @@ import torch
 
 from . import data, runstore, suite
 from .io import atomic_write, write_text
+from .provenance import git_commit
 from .paths import ROOT
-from .report import figures, recipes, result_tables
+from .report import figures, findings, recipes, result_tables
 from .report.collect import collect
 from .report.compare import WITHHELD
 from .report.replication import TABLES, render_replication
@@ -76,6 +77,29 @@ def render(out: Path, scale: str, only: list[str] | None = None, replication_of:
         render_replication(replication_of, out, scale)
         drawn.append("replication")
     return drawn
+
+
+def rendered(results: Path) -> dict[Path, bytes]:
+    """Every file a render writes in one scale's ``results`` folder (its replication's included, the runs'
+    files and ``drawn_at.md`` not), with its content."""
+    return {p: p.read_bytes() for p in results.rglob("*") if p.is_file() and "runs" not in p.relative_to(results).parts
+            and p.name != "drawn_at.md"}
+
+
+def publish(results: Path, scale: str, before: dict[Path, bytes]) -> None:
+    """After a render of one scale (``results``: ``results/<scale>/``): its REPORT.md; the cpu-vs-paper
+    comparison beside it and, for the checkout's own results, the README's verdict table; and, where any
+    rendered file changed (``before``: ``rendered`` before the render), ``drawn_at.md`` naming the code's
+    commit. A render that changes nothing leaves every file as it was (and a clean checkout clean)."""
+    findings.write_report(results, scale)
+    if scale in findings.SCALES:
+        own = results.parent.resolve() == (ROOT / "results").resolve()
+        findings.write_overview(results.parent, ROOT / "README.md" if own else None)
+    if rendered(results) != before:
+        write_text(results / "drawn_at.md", f"The figures, tables and REPORT.md in this folder were last changed by a "
+                   f"render at code commit {git_commit()} (the last commit that changed src/, configs/, experiments/, "
+                   f"benchmarks/ or pyproject.toml; +dirty: with uncommitted changes to them). The runs' own commits "
+                   f"are in each figure's footer and table's title.\n")
 
 
 def jobs_arg(value: str) -> int:
@@ -228,7 +252,9 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                   f"run `qsd-reproduce --scale {args.scale}{' --replicate' * args.replicate}` first", file=sys.stderr)
             return 1
         there = [i for i in ids if (out / f"{i}.md").exists()]  # a replication collected with --only has a few
+        before = rendered(main_out)
         print(f"rendered {', '.join(render(out, args.scale, args.only or there or None, replication_of))} in {out}/")
+        publish(main_out, args.scale, before)
         return 0
 
     runs_root = Path(os.environ.get("QSD_RUNS_ROOT", ROOT / "runs")).resolve() / args.scale
@@ -306,11 +332,14 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not (args.collect_only or args.replicate):  # the cost is measured on the main seeds only
         failed += run_benchmarks(args, out)
     paths = gather(planned, runs_root, out, seeds)
+    before = rendered(main_out)
     collect(paths, out)
     drawn = render(out, args.scale, args.only, replication_of)
     if not args.replicate and (out / "replication" / "runs.csv").exists():  # it sets each main verdict beside its own
         render_replication(out, out / "replication", args.scale)
         drawn.append("replication/replication")
+    publish(main_out, args.scale, before)
+    drawn.append("REPORT")
     unneeded = sum(r.key not in finished and suite.needed(r, finished) is False for r in planned)
     print(f"\n{len(paths)} of {len(planned)} runs collected" + f" ({unneeded} not needed)" * bool(unneeded) +
           f"; {clock(time.time() - t0)} for training, benchmarks and collection.")

@@ -85,7 +85,7 @@ def _hydra():
 
 def seeds(scale: str, count: int | None = None, replicate: bool = False) -> range:
     """The seeds of a sweep at ``scale``: SEEDS[scale] of them (or ``count``, if fewer), from 0; with
-    ``replicate``, as many fresh ones, from SEEDS[scale] on (the replication, README: the gate)."""
+    ``replicate``, as many fresh ones, from SEEDS[scale] on (the replication, docs/protocols.md)."""
     first = SEEDS[scale] if replicate else 0
     return range(first, first + min(SEEDS[scale], count or SEEDS[scale]))
 

@@ -48,7 +48,7 @@ def _hint(name: str, root: Path, force: bool = False) -> str:
     if s.obtain:
         return f"run {fetch} (or `make data`)"
     return (f"it cannot be downloaded here: place the {s.source.split(': ', 1)[-1]} files under {root}/, "
-            f"then run {fetch} (see README: data)")
+            f"then run {fetch} (see docs/usage.md: data)")
 
 
 def _prepared(name: str, root: Path) -> dict:

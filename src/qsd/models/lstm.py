@@ -75,7 +75,7 @@ class LSTMClassifier(nn.Module):
         right-padded batch and that state is picked out: padding comes after a review's last token, so
         it never reaches it, and the result equals packing's. Packing is kept for the backward direction,
         which must start at each review's own end; it costs more: PyTorch's CPU backward of a packed LSTM
-        grows with the square of the length (README, "Scale-out")."""
+        grows with the square of the length (docs/speed.md)."""
         x, lengths = batch
         e = self.reg_in(self.embed(x))
         if self.lstm.bidirectional:

@@ -10,7 +10,7 @@ The p_j are fixed quantiles of a Beta distribution with mean pbar and shape ``al
 (``alpha=inf``: all p_j = pbar). ``mapping`` ties pbar to the dropout rate r: "mean" sets
 pbar = 1 - r; "failure" makes the all-sites-fail probability prod_j (1 - p_j) equal r;
 "variance" makes Var(m) equal dropout's r / (1 - r).
-With n=1, cv=0 the mask is exactly inverted dropout. The README says which of these
+With n=1, cv=0 the mask is exactly inverted dropout. docs/method.md says which of these
 choices are ours rather than the paper's.
 
 Sampling: by default each mask element is a counter-based function of (seed, index), evaluated by

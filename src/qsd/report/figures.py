@@ -19,12 +19,13 @@ from .compare import WITHHELD, Arm, arm, read_collected, read_runs, recipe_compa
 from .gate import SHORT_RULE
 from .select import (MATCHED, absent_reason, by_reg, is_default_qsd, main_runs, matched_runs, on_grid, ordered,
                      recipe_runs)
-from .stats import mean_ci, paired_difference, verdict
+from .stats import mean_ci, paired_difference, proportion_ci, verdict
 from .style import COLOURS, COLUMN_W, LABELS, plt, save
 from .tables import group, read_csv, write_missing, write_table
 
 
 ESTIMATE_KEY = "squares: mean, whiskers: 95% CI, dots: seeds"
+PANEL_W = COLUMN_W / 2  # inches per estimate panel: two fill a paper column, four the page's width
 
 
 def _estimate_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> list[dict]:
@@ -38,7 +39,7 @@ def _estimate_panel(ax, values: dict[str, dict[int, float]], ylabel: str) -> lis
         ax.scatter([i + 0.18] * len(values[reg]), list(values[reg].values()), s=6, color="k", zorder=3)
         rows.append({"regulariser": reg, **s})
     ax.set_xlim(-0.5, len(values) - 0.5)
-    ax.set_xticks(range(len(values)), [LABELS.get(r, r) for r in ordered(values)], rotation=20)
+    ax.set_xticks(range(len(values)), [LABELS.get(r, r).replace(" ", "\n") for r in ordered(values)])
     ax.set_ylabel(ylabel)
     return rows
 
@@ -137,6 +138,26 @@ def render_fig3_mlp_rates(res: Path, scale: str) -> None:
 SPARSITY = [("zero_frac_example", "fraction of zero units"), ("hoyer", "Hoyer sparsity"), ("dead_frac", "dead units (fraction)")]
 
 
+def _dead_units(rows: list[dict]) -> dict:
+    """One layer's dead units under one regulariser: dead units / (units x seeds), the seeds' units pooled,
+    with a 95% Wilson score interval on that count. A dead fraction is a count of units, often 0, so a t interval
+    over a few seeds' fractions crosses zero, and collapses to a point when no seed has a dead unit; the Wilson
+    interval stays in [0, 1] and still bounds what 0 dead units out of that many allows (close to 95% coverage, where
+    Clopper-Pearson's is wider than it needs to be). Pooling treats units as independent across seeds, so it leaves
+    out between-seed spread (``sd`` gives it); a layer has the same units in every seed, so ``mean`` is the seeds'."""
+    dead = sum(round(r["dead_frac"] * r["units"]) for r in rows)
+    units = sum(r["units"] for r in rows)
+    p = proportion_ci(dead, units)
+    return {**mean_ci([r["dead_frac"] for r in rows]), "mean": p["p"], "lo": p["lo"], "hi": p["hi"],
+            "interval": f"Wilson: {dead} of {units} units, seeds pooled"}
+
+
+def _sparsity_stats(rows: list[dict], key: str) -> dict:
+    """Mean and 95% interval of measure ``key`` over one layer's and regulariser's runs: a t interval over seeds,
+    but for dead units (``_dead_units``) a Wilson interval on the pooled count; ``interval`` names which."""
+    return _dead_units(rows) if key == "dead_frac" else {**mean_ci([r[key] for r in rows]), "interval": "t over seeds"}
+
+
 def render_fig4_sparsity(res: Path, scale: str) -> None:
     all_runs, curves, longer = read_collected(res)
     runs = {r["run"] for r in main_runs(all_runs, "mlp_mnist")}
@@ -151,7 +172,7 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
     width = 0.8 / len(regs)
     for ax, (key, label) in zip(axes, SPARSITY):
         for j, reg in enumerate(regs):
-            stats = [mean_ci([s[key] for s in sp if s["regulariser"] == reg and s["layer"] == l]) for l in layers]
+            stats = [_sparsity_stats([s for s in sp if s["regulariser"] == reg and s["layer"] == l], key) for l in layers]
             x = np.arange(len(layers)) + (j - (len(regs) - 1) / 2) * width
             err = np.array([[s["mean"] - s["lo"], s["hi"] - s["mean"]] for s in stats]).T
             ax.bar(x, [s["mean"] for s in stats], width, yerr=None if np.isnan(err).all() else err,
@@ -159,8 +180,9 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
             rows += [{"measure": key, "layer": f"hidden {i + 1}", "regulariser": reg, **s} for i, s in enumerate(stats)]
         ax.set_xticks(range(len(layers)), [f"hidden {i + 1}" for i in range(len(layers))])
         ax.set_ylabel(label)
-    axes[0].legend(frameon=False)
-    save(fig, res, "fig4_sparsity", scale, f"test set, masks off; mean and 95% CI over seeds; {SHORT_RULE}")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncol=len(regs), frameon=False)
+    save(fig, res, "fig4_sparsity", scale, "test set, masks off; mean and 95% CI: t over seeds, but for dead units "
+         f"Wilson on the units of all seeds pooled; {SHORT_RULE}")
     write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
     recipe = recipe_comparison(all_runs, curves, longer, "mlp_mnist", recipes.SEEDS[scale])
     gate, d_arm = recipe["verdict"], recipe["arms"].get("dropout", Arm())
@@ -248,7 +270,7 @@ def _panels_by_experiment(res, scale, stem, experiments, value, ylabel, title, t
         return write_table(res, stem, [{"experiment": e, "status": absent_reason(e, scale)} for e, _ in experiments],
                            scale, stem)
     absent = "; ".join(f"{lab}: {absent_reason(e, scale)}" for e, lab in experiments if (e, lab) not in present)
-    fig, axes = plt.subplots(1, len(present), figsize=(max(COLUMN_W, 1.6 * len(present)), 2.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(present), figsize=(max(COLUMN_W, PANEL_W * len(present)), 2.3), squeeze=False)
     rows = []
     for ax, (e, lab) in zip(axes[0], present):
         vals = {reg: {s: transform(v) for s, v in d.items()} for reg, d in by_reg(main_runs(runs, e), value).items()}

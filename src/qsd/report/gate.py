@@ -1,7 +1,7 @@
 """The baseline-sanity gate: when a QSD-vs-dropout comparison is fair enough to get a verdict.
 
 A comparison with a weak baseline flatters whatever is compared with it, so a verdict is given only
-where the dropout baseline is sane (``RULE`` states it in words, for READMEs and figure footers).
+where the dropout baseline is sane (``RULE`` states it in words, for tables and figure footers).
 """
 from __future__ import annotations
 

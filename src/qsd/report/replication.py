@@ -1,5 +1,5 @@
 """Each verdict of table1 and table3 next to the one the fresh seeds give (``qsd-reproduce --replicate``),
-judged by the rule README states ("Replication on fresh seeds"), which was fixed before any fresh seed trained."""
+judged by the rule docs/protocols.md states (replication on fresh seeds), which was fixed before any fresh seed trained."""
 from __future__ import annotations
 
 from pathlib import Path

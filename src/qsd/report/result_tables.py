@@ -1,4 +1,4 @@
-"""The tables that carry the verdicts and the numbers README quotes: table1 (recipe rates), table3
+"""The tables that carry the verdicts and the numbers the reports quote: table1 (recipe rates), table3
 (best-vs-best and matched mask statistics), the published anchors and table2 (cost), each drawn from the
 collected files in ``results/<scale>/`` alone by ``render_<id>(res, scale)``.
 """

@@ -79,5 +79,5 @@ def absent_reason(experiment: str, scale: str) -> str:
         return f"not testable at {scale} scale: {reason}"
     data = recipes.experiment_data(experiment)
     if data_store.spec(data).obtain is None:
-        return f"not run yet: its {data} data must be supplied by the user (it cannot be fetched here; see README: data)"
+        return f"not run yet: its {data} data must be supplied by the user (it cannot be fetched here; see docs/usage.md: data)"
     return "not run yet at this scale"

@@ -1,5 +1,5 @@
-"""Seed statistics: mean with a 95% t-interval, and paired QSD - dropout differences with a
-bootstrap 95% interval (``scipy.stats.bootstrap``)."""
+"""Seed statistics: mean with a 95% t-interval, paired QSD - dropout differences with a
+bootstrap 95% interval (``scipy.stats.bootstrap``), and a proportion of counts with a 95% Wilson interval."""
 from __future__ import annotations
 
 import math
@@ -52,3 +52,13 @@ def verdict(diff: dict[str, float], lower_is_better: bool = True) -> str:
     better = hi < 0 if lower_is_better else lo > 0
     worse = lo > 0 if lower_is_better else hi < 0
     return VERDICTS[0] if better else VERDICTS[1] if worse else VERDICTS[2]
+
+
+def proportion_ci(successes: int, trials: int) -> dict[str, float]:
+    """``successes / trials`` with a 95% Wilson score interval (``lo``, ``hi``), which stays inside [0, 1] and
+    has width at 0 or ``trials`` successes, where a t interval over a few near-zero values crosses zero or
+    collapses to a point (NaN when ``trials`` is 0)."""
+    if trials <= 0:
+        return {"p": math.nan, "lo": math.nan, "hi": math.nan}
+    ci = stats.binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return {"p": successes / trials, "lo": max(0.0, float(ci.low)), "hi": min(1.0, float(ci.high))}

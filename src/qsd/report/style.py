@@ -1,5 +1,6 @@
 """Plot style shared by every figure: one colour per regulariser, paper-column sizes, a footer
-stating the scale and commit."""
+stating the scale and the runs' seeds and commits (the drawing code's commit is named once per scale,
+in ``drawn_at.md``, so that a figure changes only when what it shows changes)."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import matplotlib
 
-from ..provenance import git_commit, short_commit
+from ..provenance import short_commit
 from .recipes import manifests
 
 matplotlib.use("Agg")
@@ -42,24 +43,23 @@ def spans(numbers: set[int]) -> str:
 
 
 def provenance(out: Path, stem: str) -> str:
-    """'runs (seeds <s>) at <commits>; drawn at <commit>' for the runs collected in ``out`` that figure or
-    table ``stem`` is drawn from (runs.csv's ``figures`` column; a row without one counts for every figure)."""
+    """'runs (seeds <s>) at commit <commits>' for the runs collected in ``out`` that figure or table ``stem``
+    is drawn from (runs.csv's ``figures`` column; a row without one counts for every figure); '' without runs."""
     rows, ids = [], reads(stem)
     if (out / "runs.csv").exists():
         with open(out / "runs.csv", newline="") as f:
             rows = [row for row in csv.DictReader(f) if not row.get("figures") or ids & set(row["figures"].split())]
-    drawn = f"drawn at commit {git_commit()}"
     if not rows:
-        return drawn
+        return ""
     commits, seeds = sorted({short_commit(row.get("commit") or "unknown") for row in rows}), {int(row["seed"]) for row in rows}
-    return f"runs (seed{'s' * (len(seeds) > 1)} {spans(seeds)}) at commit {', '.join(commits)}; {drawn}"
+    return f"runs (seed{'s' * (len(seeds) > 1)} {spans(seeds)}) at commit {', '.join(commits)}"
 
 
 def save(fig, out: Path, stem: str, scale: str, note: str = "") -> None:
     """Footer with scale and provenance, wrapped to the figure's width (6 pt: about 24 characters an
     inch), then PNG + PDF (with no creation date: the same figure, the same bytes)."""
     label = f"scale: {scale}" + (" (SMOKE: pipeline check only, numbers mean nothing)" if scale == "smoke" else "")
-    footer = textwrap.fill(f"{label} | {provenance(out, stem)}{' | ' + note if note else ''}", int(fig.get_figwidth() * 24))
+    footer = textwrap.fill(" | ".join(filter(None, (label, provenance(out, stem), note))), int(fig.get_figwidth() * 24))
     fig.text(0.01, -0.01, footer, fontsize=6, color="#555555", va="top")
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):

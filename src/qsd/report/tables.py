@@ -55,7 +55,8 @@ def write_table(out: Path, stem: str, rows: list[dict], scale: str, title: str) 
     w.writerows(rows)
     write_text(out / f"{stem}.csv", buf.getvalue())
     smoke = " **SMOKE scale: pipeline check only; these numbers mean nothing.**" if scale == "smoke" else ""
-    md = [f"**{title}** (scale: {scale}; {provenance(out, stem)}).{smoke}", "",
+    made = "; ".join(filter(None, (f"scale: {scale}", provenance(out, stem))))
+    md = [f"**{title}** ({made}).{smoke}", "",
           "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
     write_text(out / f"{stem}.md", "\n".join(md) + "\n")
