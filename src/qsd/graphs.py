@@ -1,5 +1,5 @@
 """A step captured in a CUDA graph (``train.cuda_graphs``: by default wherever it is measured to
-apply, image classification on CUDA; ``true`` also captures a language model's steps).
+apply on CUDA, image classification and language models; never the length-bucketed sentiment batches).
 
 A small model's step is a few hundred short kernels, so eager training is bound by their launches
 and the GPU idles. Captured once and replayed per batch, the step costs one launch. The replay runs
