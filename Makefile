@@ -47,11 +47,13 @@ figures: check-args setup  ## re-render figures, tables and reports of SCALE fro
 test: setup  ## run the test suite (CPU; CUDA tests skip without a GPU)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -n 2 --durations=10 tests  # the 10 slowest: make test stays under 15 min
 
-bench: data  ## speed benchmarks: print ratios, write results/bench/*.json
+bench: data  ## speed benchmarks: print ratios, write results/bench/*.json (*_cuda.json on a GPU) and render results/bench/summary.md
 	$(BIN)/python benchmarks/bench_regularisers.py
-	$(BIN)/python benchmarks/bench_step.py --out results/bench/step.json
-	$(BIN)/python benchmarks/bench_trainer.py
+	$(BIN)/python benchmarks/bench_step.py
+	$(BIN)/python benchmarks/bench_trainer.py --models mlp --steps 300 --rounds 2 --out results/bench/trainer_mlp.json
+	$(BIN)/python benchmarks/bench_trainer.py --models cnn --steps 40 --rounds 2 --out results/bench/trainer_cnn.json
 	$(BIN)/python benchmarks/bench_jobs.py
+	$(BIN)/python benchmarks/summary.py
 
 clean:  ## remove Hydra's outputs/ logs (keeps runs/, data/ and the venv)
 	rm -rf outputs

@@ -51,9 +51,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--out", type=Path, default=Path("results/bench/step.json"))
+    ap.add_argument("--out", type=Path, default=None, help="default results/bench/step.json (step_cuda.json on CUDA)")
     args = ap.parse_args()
     dev = torch.device(args.device)
+    args.out = args.out or Path("results/bench", "step_cuda.json" if dev.type == "cuda" else "step.json")
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     print(f"device: {device_name(dev)}; torch {torch.__version__}; batch {args.batch}; median of {args.repeats} steps")
     report = {"benchmark": "training step per regulariser", "device": str(dev), "device_name": device_name(dev),

@@ -88,7 +88,12 @@ def test_a_verdict_in_a_few_words_keeps_its_word_interval_or_reason(verdict, sho
 def test_two_scales_agree_by_their_words_or_say_which_gives_one():
     given = lambda v, d: Result(v, estimate=f"{d} (5 pairs)", interval=f"[{d - 1}, {d + 1}]")
     assert agreement(given("QSD better", -0.5), given("QSD better", -0.2)) == "yes"
-    assert agreement(given("QSD better", -0.5), given("no detectable difference", 0.2)) == "no"
+    assert agreement(given("QSD better", -0.5), given("no detectable difference", 0.2)) == \
+        "no; estimates of opposite sign"
+    assert agreement(given("QSD better", -0.5), given("no detectable difference", -0.2)) == \
+        "no; estimates of the same sign"
+    assert agreement(given("not comparable: x", -0.002), given("QSD worse", 0.06)) == \
+        "only paper gives a verdict; one estimate about 0"
     assert agreement(given("not comparable: x", -0.5), given("QSD worse", 0.2)) == \
         "only paper gives a verdict; estimates of opposite sign"
     assert agreement(given("not comparable: x", -0.5), given("not comparable: y", -0.2)) == \
@@ -99,3 +104,33 @@ def test_two_scales_agree_by_their_words_or_say_which_gives_one():
 def test_a_readme_without_the_markers_is_refused_saying_what_to_add(tmp_path):
     with pytest.raises(ValueError, match="rendered:time"):
         fill_readme("# a README\n", tmp_path)
+
+
+def test_the_committed_benchmark_summary_is_a_fresh_render_of_its_json():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_summary", ROOT / "benchmarks" / "summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    bench = ROOT / "results" / "bench"
+    assert summary.render(bench) == (bench / "summary.md").read_text(), "run benchmarks/summary.py"
+
+
+def test_an_arm_that_lost_every_seed_renders_and_keeps_its_verdict():
+    """Arm.cell() of an arm with no completed seed is 'n/a ± n/a (n=0; 5 diverged)': the report shows it and
+    the verdict it was given (QSD lost every seed: QSD worse), with no estimate to print."""
+    from qsd.report.findings import _arm
+
+    assert _arm("n/a ± n/a (n=0; 5 diverged)") == "n/a (n=0; 5 diverged)"
+    assert _arm("2.852 ± 0.1031 (n=5)") == "2.85 ± 0.10 (n=5)" and _arm("2.852 ± n/a (n=1)") == "2.85 (n=1)"
+    lost = Result("QSD worse (lost 5 of 5 seeds: diverged)", estimate="n/a (0 pairs)", interval="[n/a, n/a]")
+    assert lost.short() == "QSD worse (lost 5 of 5 seeds: diverged)"
+    assert agreement(lost, Result("QSD worse", estimate="0.5 (5 pairs)", interval="[0.1, 0.9]")) == "yes"
+
+
+def test_a_tuned_verdict_says_when_most_picks_sit_on_the_grids_edge():
+    r = Result("no detectable difference", estimate="0.1 (5 pairs)", interval="[-0.1, 0.3]",
+               picks=("0.3, 0.3, 0.3, 0.3, 0.5 (4 at the grid's lowest)", "0.5, 0.8, 0.8 (2 at the grid's highest)"))
+    assert r.short() == ("no detectable difference, +0.10 [-0.10, +0.30], dropout's pick at the grid's lowest rate "
+                         "for 4 of 5 seeds; QSD's pick at the grid's highest rate for 2 of 3 seeds")
+    assert Result("QSD better", picks=("0.1, 0.3 (1 at the grid's lowest)", "")).edge() == ""

@@ -4,8 +4,9 @@ its data), ``results/cpu-vs-paper.md`` (each comparison at both scales) and the 
 (its blocks between ``markers(name)``).
 
 Everything here is read from the tables beside it (table1, table3, fig4-fig9, anchors, cost, compute,
-replication); nothing is computed anew, so a report cannot disagree with its tables, and re-rendering the
-committed tables gives the committed report byte for byte (a test checks it).
+replication) and only rounded or summarised (claim 3's sd ratios); no statistic is estimated anew, so a
+report cannot disagree with its tables, and re-rendering the committed tables gives the committed report
+byte for byte (a test checks it).
 """
 from __future__ import annotations
 
@@ -28,11 +29,13 @@ SCALES = ("cpu", "paper")  # the scales the README and the comparison show
 README_BLOCKS = ("time", "findings")  # the README's rendered blocks, between ``markers(name)``
 SCALE_NOTES = {
     "smoke": "**SMOKE scale: a pipeline check on tiny subsets; these numbers mean nothing.**",
-    "cpu": "The cpu scale: real data, smaller models and data sets trained to convergence on 2 CPU cores, not "
-           "the paper's protocols ([docs/scales.md](../../docs/scales.md)). A claim that fails here may hold at "
-           "paper scale, and the reverse.",
+    "cpu": "The cpu scale: real data, smaller models and data sets sized so that their baselines can converge "
+           "on 2 CPU cores (the gate checks that they did), not the paper's protocols "
+           "([docs/scales.md](../../docs/scales.md)). A claim that fails here may hold at paper scale, and the "
+           "reverse.",
     "paper": "The paper scale: the full protocols (standard recipes; the paper's own are not public), 5 seeds, "
-             "trained in slices on lent GPUs and, for the sentiment LSTMs, on a 2-core CPU "
+             "trained in slices on lent GPUs and, for the sentiment LSTMs and part of the replication, on a 2-core "
+             "CPU "
              "([provenance.md](provenance.md)). Comparisons whose runs are not all made yet read `not run yet` "
              "or `incomplete`.",
 }
@@ -85,7 +88,7 @@ BEYOND = tuple(Comparison(f"{short}, QSD at dropout's {what}", "table3_tuned", e
                for short, e in (("MLP", MLP), ("Fashion-MNIST CNN", CNN_F))
                for mapping, what in (("failure", "P(m=0)"), ("variance", "Var(m)")))
 DROP_IN = ("holds by construction: one `qsd.regularisers.build(\"qsd\", ...)` module serves the MLP, CNNs, WRN and "
-           "both LSTMs unchanged (`tests/test_regularisers.py`)")
+           "both LSTMs unchanged (`tests/test_train.py::test_every_experiment_runs_a_smoke_step`)")
 
 
 # --- reading the tables' cells ---------------------------------------------------------------------------
@@ -104,8 +107,8 @@ def _arm(cell: str) -> str:
     if not m:
         return str(cell)
     mean, sd, n, lost = m.groups()
-    sd = f" ± {float(sd):.2f}" if sd not in ("n/a", "nan") else ""
-    return f"{float(mean):.2f}{sd} (n={n}{lost})"
+    number = lambda x: f"{float(x):.2f}" if x not in ("n/a", "nan") else "n/a"
+    return f"{number(mean)}{' ± ' + number(sd) if number(sd) != 'n/a' else ''} (n={n}{lost})"
 
 
 def word(verdict: str) -> str | None:
@@ -133,10 +136,21 @@ class Result:
             return ""
         return f"{_signed(est[0])} [{_signed(ci[0])}, {_signed(ci[1])}]"
 
+    def edge(self) -> str:
+        """Which arm's picks lie on an edge of its grid for most seeds (its best rate may lie beyond it),
+        from the picks' cells ('0.3, 0.3, 0.5 (2 at the grid's lowest)'); '' where none does."""
+        out = []
+        for name, cell in zip(("dropout", "QSD"), self.picks):
+            seeds = len(cell.split(" (")[0].split(",")) if cell else 0
+            for n, side in re.findall(r"(\d+) at the grid's (lowest|highest)", cell):
+                if 2 * int(n) > seeds:
+                    out.append(f"{name}'s pick at the grid's {side} rate for {n} of {seeds} seeds")
+        return "; ".join(out)
+
     def short(self) -> str:
         """The verdict in a few words: the word and the difference, or why there is none."""
-        if w := word(self.verdict):
-            return f"{self.verdict if w != self.verdict else w}, {self.difference()}"
+        if word(self.verdict):
+            return ", ".join(filter(None, (self.verdict, self.difference(), self.edge())))
         if self.verdict.startswith("not comparable: "):
             return "withheld: " + self.verdict[len("not comparable: "):].split(" (")[0].replace(" on validation", "")
         if self.verdict.startswith("incomplete"):
@@ -222,13 +236,18 @@ def weight_rows(res: Path) -> list[dict]:
 
 def weights_short(res: Path) -> str:
     """Claim 3 in a few words: how far apart the weight means are, QSD's weight sd against dropout's."""
-    weights = [r for r in weight_rows(res) if r["kind"] == "weight"]
-    if not weights:
+    rows = weight_rows(res)
+    if not rows:
         return "not run yet"
-    gap = max(abs(r["qsd"]["mean"] - r["dropout"]["mean"]) for r in weights)
-    ratios = sorted(r["qsd"]["sd"] / r["dropout"]["sd"] for r in weights)
-    return (f"no test (descriptive): weight means within {gap:.3f} of each other; QSD's weight sd "
-            f"{ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's over the layers")
+    parts = []
+    for kind in ("weight", "bias"):
+        rr = [r for r in rows if r["kind"] == kind]
+        gap = max(abs(r["qsd"]["mean"] - r["dropout"]["mean"]) for r in rr)
+        ratios = sorted(r["qsd"]["sd"] / r["dropout"]["sd"] for r in rr)
+        ks = sorted(float(r["ks"]) for r in rr if r["ks"] != "")
+        parts.append(f"{kind} means within {gap:.3f}, QSD's sd {ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's"
+                     + (f", KS {ks[0]:.2f}-{ks[-1]:.2f}" if ks else ""))
+    return "no test (descriptive), over the layers: " + "; ".join(parts)
 
 
 # --- rendering --------------------------------------------------------------------------------------------
@@ -390,13 +409,14 @@ def claim_rows(tables: Tables, claim: Claim) -> list[tuple[str, str, str]]:
     if claim.key == "2":
         return [("zero fraction of hidden units, recipe rates", sparsity_short(tables.res), "")]
     if claim.key == "3":
-        return [("weights and biases, recipe rates", weights_short(tables.res), "")]
+        return [("weights and biases, recipe rates", weights_short(tables.res), "")]  # fig5
     if claim.key == "6":
         return [("the MLP, CNNs, WRN and LSTMs", DROP_IN.split(":")[0], "")]
     out = []
     for c in claim.comparisons:
         r = tables.result(c)
-        out.append((c.name, r.short() if r else "not collected", tables.replication(c).split(" (")[0]))
+        fresh = tables.replication(c)
+        out.append((c.name, r.short() if r else "not collected", fresh if r and word(r.verdict) else ""))
     return out
 
 
@@ -426,14 +446,22 @@ def render_comparison(results: Path) -> str:
 def agreement(a: Result | None, b: Result | None) -> str:
     """Whether two scales' results of one comparison agree: in the verdict's word where both give one, else
     which gives one and whether the estimates point the same way."""
+    wa, wb = (word(r.verdict) if r else None for r in (a, b))
+    if wa and wb and wa == wb:
+        return "yes"
     if not a or not b or not a.difference() or not b.difference():
-        return "not compared: " + ("cpu" if not a or not a.difference() else "paper") + " has no estimate"
-    wa, wb = word(a.verdict), word(b.verdict)
-    if wa and wb:
-        return "yes" if wa == wb else "no"
-    sign = "the same sign" if (_floats(a.estimate)[0] > 0) == (_floats(b.estimate)[0] > 0) else "opposite sign"
+        missing = "cpu" if not a or not a.difference() else "paper"
+        return "no" if wa and wb else f"not compared: {missing} has no estimate"
+    signs = {_sign(_floats(r.estimate)[0]) for r in (a, b)}
+    sign = "one estimate about 0" if 0 in signs else "the same sign" if len(signs) == 1 else "opposite sign"
     given = "cpu" if wa else "paper" if wb else None
-    return (f"only {given} gives a verdict" if given else "both withheld") + f"; estimates of {sign}"
+    said = "no" if wa and wb else f"only {given} gives a verdict" if given else "both withheld"
+    return f"{said}; estimates of {sign}" if sign != "one estimate about 0" else f"{said}; {sign}"
+
+
+def _sign(x: float) -> int:
+    """-1, 0 or +1, with 0 for an estimate that rounds to 0.00."""
+    return 0 if abs(x) < 0.005 else 1 if x > 0 else -1
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -451,9 +479,11 @@ def render_findings_block(results: Path) -> str:
             rows.append([f"{claim.key}. {claim.text}", name, *(_with_fresh(cells[s][i]) for s in SCALES)])
     return "\n".join([
         *_table(["claim", "comparison", "cpu scale", "paper scale"], _blank_repeats(rows)), "",
-        "Paired QSD - dropout test error (perplexity for the LM) in points, 95% t interval, negative = QSD better;",
-        "`withheld`: the baseline-sanity gate gives no verdict, with its reason; `on fresh seeds`: the same runs on",
-        "seeds 5-9, gated on their own. Numbers, gates and figures: [results/cpu/REPORT.md](results/cpu/REPORT.md),",
+        "Paired QSD - dropout difference with its 95% t interval: test error in points (perplexity for the LM),",
+        "negative = QSD better; for claim 2 the zero fraction of hidden units (negative = QSD less sparse). `withheld`:",
+        "the baseline-sanity gate gives no verdict, with its reason; `fresh seeds`: the same runs on seeds 5-9, gated",
+        "on their own (`withheld` or `not run` there: the verdict is untested). Numbers, gates and figures:",
+        "[results/cpu/REPORT.md](results/cpu/REPORT.md),",
         "[results/paper/REPORT.md](results/paper/REPORT.md); both scales side by side:",
         "[results/cpu-vs-paper.md](results/cpu-vs-paper.md)."])
 
@@ -471,9 +501,14 @@ def render_time_block(results: Path) -> str:
 
 
 def _with_fresh(row: tuple[str, str, str]) -> str:
-    """The verdict, and whether it replicates where fresh seeds tested it."""
+    """A given verdict and what the fresh seeds made of it: '(replicates on fresh seeds)', '(does not
+    replicate ...)', '(fresh seeds withheld)' or '(fresh seeds not run)'; a withheld verdict as it is."""
     _, verdict, fresh = row
-    return verdict + (f" ({fresh} on fresh seeds)" if fresh in ("replicates", "does not replicate") else "")
+    outcome = fresh.split(" (")[0]
+    if outcome in ("replicates", "does not replicate"):
+        return f"{verdict} ({outcome} on fresh seeds)"
+    why = re.search(r"fresh seeds (withheld|not run)", fresh)
+    return f"{verdict} (fresh seeds {why.group(1)})" if why else verdict
 
 
 def write_report(res: Path, scale: str) -> None:
