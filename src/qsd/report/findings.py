@@ -244,10 +244,8 @@ def weights_short(res: Path) -> str:
         rr = [r for r in rows if r["kind"] == kind]
         gap = max(abs(r["qsd"]["mean"] - r["dropout"]["mean"]) for r in rr)
         ratios = sorted(r["qsd"]["sd"] / r["dropout"]["sd"] for r in rr)
-        ks = sorted(float(r["ks"]) for r in rr if r["ks"] != "")
-        parts.append(f"{kind} means within {gap:.3f}, QSD's sd {ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's"
-                     + (f", KS {ks[0]:.2f}-{ks[-1]:.2f}" if ks else ""))
-    return "no test (descriptive), over the layers: " + "; ".join(parts)
+        parts.append(f"{kind} means within {gap:.3f}, QSD's sd {ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's")
+    return "descriptive, no test (range over layers): " + "; ".join(parts)
 
 
 # --- rendering --------------------------------------------------------------------------------------------
