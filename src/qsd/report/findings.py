@@ -244,8 +244,8 @@ def weights_short(res: Path) -> str:
         rr = [r for r in rows if r["kind"] == kind]
         gap = max(abs(r["qsd"]["mean"] - r["dropout"]["mean"]) for r in rr)
         ratios = sorted(r["qsd"]["sd"] / r["dropout"]["sd"] for r in rr)
-        parts.append(f"{kind} means within {gap:.3f}, QSD's sd {ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's")
-    return "descriptive, no test (range over layers): " + "; ".join(parts)
+        parts.append(f"{kind}s: means within {gap:.3f}, QSD's sd {ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's")
+    return "descriptive, no test (over the layers): " + "; ".join(parts)
 
 
 # --- rendering --------------------------------------------------------------------------------------------
@@ -407,7 +407,7 @@ def claim_rows(tables: Tables, claim: Claim) -> list[tuple[str, str, str]]:
     if claim.key == "2":
         return [("zero fraction of hidden units, recipe rates", sparsity_short(tables.res), "")]
     if claim.key == "3":
-        return [("weights and biases, recipe rates", weights_short(tables.res), "")]  # fig5
+        return [("fig5, recipe rates", weights_short(tables.res), "")]
     if claim.key == "6":
         return [("the MLP, CNNs, WRN and LSTMs", DROP_IN.split(":")[0], "")]
     out = []
