@@ -90,7 +90,7 @@ def test_committed_runs_are_enough_and_stray_runs_never_reach_a_figure(smoke, tm
     assert {name: (out / name).read_text() for name in before} == before
     # a fresh clone has no runs/: the committed runs (and the KS rows of their weights) stand in for it
     fresh = subprocess.run(one, env={**env, "QSD_RUNS_ROOT": str(tmp_path / "empty")}, capture_output=True, text=True)
-    assert fresh.returncode == 0 and "0 already finished" not in fresh.stdout and "[1/" not in fresh.stdout
+    assert fresh.returncode == 0 and ", 0 already finished" not in fresh.stdout and "[1/" not in fresh.stdout
     assert {name: (out / name).read_text() for name in before} == before and before["weights_ks.csv"].count("\n") > 2
 
 
@@ -129,8 +129,8 @@ def test_replicate_trains_fresh_seeds_and_sets_each_verdict_beside_the_main_one(
     assert run.returncode == 0, run.stderr[-3000:]
     fresh = out / "replication"
     rows = list(csv.DictReader(open(fresh / "runs.csv")))
-    assert {r["seed"] for r in rows} == {"2", "3"} and len(rows) == 8  # fig2's none, dropout, qsd and 1.5x dropout
-    assert len(list((fresh / "runs").glob("*/*/summary.json"))) == 8
+    assert {r["seed"] for r in rows} == {"2", "3"} and len(rows) == 10  # fig2's none, dropout, qsd, 1.5x dropout and QSD
+    assert len(list((fresh / "runs").glob("*/*/summary.json"))) == 10
     assert {p: p.read_text() for p in out.glob("*.csv")} == before  # the main results are untouched
     table = list(csv.DictReader(open(fresh / "replication.csv")))
     assert "MLP / MNIST (error %)" in {r["experiment"] for r in table}  # table1 and table3 redrawn for it
@@ -171,10 +171,11 @@ def test_unknown_only_id_fails_listing_the_ids_and_dry_run_counts_runs(tmp_path,
     assert err.value.code == 2 and "fig2_mlp_curves" in capsys.readouterr().err
     assert main(["--scale", "smoke", "--dry-run", "--only", "fig2_mlp_curves", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 8 distinct runs in 2 sweeps" in out
+    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist" in out and "# 10 distinct runs in 3 sweeps" in out
     assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=dropout train.epochs=" in out  # the gate's
-    assert out.startswith("smoke scale: 8 runs, 0 already finished, about ")
-    assert "\n# fig2_mlp_curves: 8 run(s) to train, about " in out and "# fig3_mlp_rates" not in out  # a slice's cost
+    assert "qsd-train -m scale=smoke seed=0,1 experiment=mlp_mnist regulariser=qsd train.epochs=" in out  # on both arms
+    assert out.startswith("smoke scale: 10 runs, 0 already finished, about ")
+    assert "\n# fig2_mlp_curves: 10 run(s) to train, about " in out and "# fig3_mlp_rates" not in out  # a slice's cost
     assert failed.exists()  # a dry run leaves the record of failed runs alone
 
 
@@ -189,7 +190,7 @@ def test_experiments_narrows_the_runs_and_the_sweeps_it_prints(tmp_path, capsys)
     args = ["--scale", "smoke", "--dry-run", "--only", "table3_tuned", "--experiments", "cnn_fashion"]
     assert main([*args, "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("smoke scale: 4 runs, 0 already finished") and "# 4 distinct runs in 1 sweeps" in out
+    assert out.startswith("smoke scale: 8 runs, 0 already finished") and "# 8 distinct runs in 2 sweeps" in out
     assert "experiment=cnn_fashion regulariser=qsd regulariser.mapping=failure,variance" in out and "mlp" not in out
 
 

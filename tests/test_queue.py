@@ -47,14 +47,17 @@ def test_the_replication_is_the_same_runs_on_fresh_seeds():
     assert sorted(shift(r) for r in main) == sorted(r.overrides for r in fresh)
 
 
-def test_every_gated_dropout_run_has_its_longer_twin():
-    """The gate's convergence test: each dropout run of a convergence_check sweep is also planned with
-    1.5x the epochs, named by the run it lengthens, and nothing else changes."""
+def test_every_gated_run_has_its_longer_twin():
+    """The gate's convergence test, on both arms: each dropout and QSD run of a convergence_check sweep is
+    also planned with 1.5x the epochs, named by the run it lengthens, and nothing else changes."""
     runs = suite.plan("cpu")
     by_name = {(r.experiment, r.key.split("/")[1]): r for r in runs}
     twins = [r for r in runs if r.lengthens]
     assert {r.experiment for r in twins} == {"mlp_mnist", "cnn_fashion", "cnn_fashion_extra", "lstm_imdb", "lstm_rt"}
-    assert {r.regulariser for r in twins} == {"dropout"} and len(twins) == 25 + 20 + 5 + 25 + 25
+    count = lambda reg: sum(r.regulariser == reg for r in twins)
+    # MLP grid 5 x 5 (fig2's recipe-rate runs among them), CNN grid 5 x 5 and +BN+WD+aug 5, sentiment grids 7 x 5;
+    # QSD's also table3 (c)'s failure and variance runs of the MLP and the CNN
+    assert count("dropout") == 25 + 25 + 5 + 35 + 35 and count("qsd") == 25 + 10 + 25 + 10 + 5 + 35 + 35
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for twin in twins[::7]:
             standard = by_name[(twin.experiment, twin.lengthens)]
@@ -76,7 +79,7 @@ def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):
     assert {r.regulariser for r in cnn if r.seed == 0} == {r.regulariser for r in cnn} == {"none", "dropout", "qsd"}
     untimed = [r for r in suite.plan("paper") if r.experiment == "cnn_mnist"]  # the gate's 75-epoch runs, guessed
     order = Queue(untimed, 0, 10, tmp_path, "paper", {}, device="cuda").order()
-    assert [r.epochs for r in order] == [75] * 5 + [50] * 15 and [r.seed for r in order[:5]] == [0, 1, 2, 3, 4]
+    assert [r.epochs for r in order] == [75] * 10 + [50] * 15 and [r.seed for r in order[:10]] == sorted([0, 1, 2, 3, 4] * 2)
 
 
 def test_a_paper_run_never_timed_on_a_cpu_is_not_guessed(tmp_path):
@@ -99,30 +102,34 @@ def test_a_paper_run_never_timed_on_a_cpu_is_not_guessed(tmp_path):
     assert gpu.seconds(cnn[0]) == pytest.approx(300.0) and "a guess" in gpu.time_left(runs)
 
 
-def test_a_longer_run_on_a_grid_trains_only_at_the_rate_its_seed_picks(tmp_path):
-    """The gate reads a grid's longer run only where the seed's validation picks that point (table3 b), so
-    the queue trains none until the seed's grid has finished, then the picked point's alone; the longer
-    runs of the recipe's rate (fig2, off the grid) are always trained."""
+def test_a_longer_run_on_a_grid_trains_only_at_the_rate_its_seed_is_given(tmp_path):
+    """The gate reads a grid's longer run only at the point the seed is given on the other seeds' validation
+    (table3 b, leave one seed out), so the queue trains none until every seed's grid has finished, then the
+    given point's alone; the longer runs of the recipe's rate (fig2, off the grid) are always trained."""
     runs = suite.plan("cpu")
-    longer = [r for r in runs if r.lengthens and r.experiment == "mlp_mnist"]
+    longer = [r for r in runs if r.lengthens and r.experiment == "mlp_mnist" and r.regulariser == "dropout"]
     recipe = [r for r in longer if not r.grid]
     assert len(recipe) == 5 and all(suite.needed(r, {}) for r in recipe)  # fig2's: the recipe rate 0.5
     seed0 = [r for r in longer if r.grid and r.seed == 0]
     grid = seed0[0].grid
-    assert len(seed0) == 4 and len(grid) == 5 and all(r.grid == grid and f"mlp_mnist/{r.lengthens}" in grid
-                                                      for r in seed0)
+    own = [k for k in grid if "-seed0-" in k]
+    assert len(seed0) == 4 and len(grid) == 25 and all(r.grid == grid and f"mlp_mnist/{r.lengthens}" in own
+                                                       for r in seed0)
     assert {suite.needed(r, {}) for r in seed0} == {None}  # the grid has not run yet
     finished = {}
-    for key, valid, status in zip(grid, (2.9, 2.7, 2.8, 2.7, 3.5), ["completed"] * 4 + ["diverged"]):
+    for key in grid:  # seed 0's own best point is the fourth; the other seeds' is the second (a tie with the fourth)
+        valid, status = ((2.9, 2.7, 2.8, 2.7, 3.5), ["completed"] * 4 + ["diverged"]) if "-seed0-" not in key else \
+            ((2.9, 2.9, 2.9, 1.0, 2.9), ["completed"] * 5)
+        point = [k for k in grid if k.split("-seed")[1][0] == key.split("-seed")[1][0]].index(key)
         (tmp_path / key).mkdir(parents=True)
         (tmp_path / key / "summary.json").write_text(json.dumps(
-            {"status": status, "metric": "error", "final_valid": {"error": valid}}))
+            {"status": status[point], "metric": "error", "final_valid": {"error": valid[point]}}))
         finished[key] = tmp_path / key
-    del finished[grid[2]]
-    assert {suite.needed(r, finished) for r in seed0} == {None}  # one point still running
-    finished[grid[2]] = tmp_path / grid[2]
-    picked = [r for r in seed0 if suite.needed(r, finished)]  # 2.7 at the second and fourth: the lower rate wins
-    assert [f"mlp_mnist/{r.lengthens}" for r in picked] == [grid[1]]
+    del finished[grid[-1]]
+    assert {suite.needed(r, finished) for r in seed0} == {None}  # another seed's point still running
+    finished[grid[-1]] = tmp_path / grid[-1]
+    picked = [r for r in seed0 if suite.needed(r, finished)]  # the others' 2.7 at the second and fourth: the lower rate
+    assert [f"mlp_mnist/{r.lengthens}" for r in picked] == [own[1]]
     assert sum(suite.needed(r, finished) is False for r in seed0) == 3
 
 

@@ -222,17 +222,19 @@ def _row(reg, seed, hidden, valid, test, status="completed", run=None):
             "run": run or f"{reg}-{seed}-{hidden}"}
 
 
-def test_tuned_arm_picks_each_seeds_rate_on_validation_never_on_test():
+def test_tuned_arm_picks_each_seeds_rate_on_the_other_seeds_validation_never_on_test():
+    """Leave one seed out: seed 0 gets the point best on seed 1's validation (a tie at 0.3 and 0.5: the lower
+    rate; 0.7 ruled out, where seed 1 diverged), seed 1 the point best on seed 0's (0.5)."""
     from qsd.report.result_tables import _tuned_arm
 
     grid = [{"rate_input": 0.2, "rate_hidden": h} for h in (0.3, 0.5, 0.7)]
     rows = [_row("dropout", 0, 0.3, valid=2.0, test=1.0), _row("dropout", 0, 0.5, valid=1.5, test=3.0),
             _row("dropout", 0, 0.7, valid=1.9, test=0.5),
-            _row("dropout", 1, 0.3, valid=1.0, test=2.2), _row("dropout", 1, 0.5, valid=1.0, test=2.1),  # tie: lower rate
+            _row("dropout", 1, 0.3, valid=1.0, test=2.2), _row("dropout", 1, 0.5, valid=1.0, test=2.1),
             _row("dropout", 1, 0.7, valid=0.1, test=0.1, status="diverged"),
             _row("dropout", 2, 0.9, valid=0.1, test=0.1)]  # off the grid: ignored
     a, picked = _tuned_arm(rows, grid, {}, "hidden")
-    assert picked == {0: 0.5, 1: 0.3} and a.test == {0: 3.0, 1: 2.2} and not a.lost
+    assert picked == {0: 0.3, 1: 0.5} and a.test == {0: 1.0, 1: 2.1} and not a.lost
 
 
 def test_picks_on_the_grids_edge_are_counted():
@@ -247,21 +249,25 @@ def test_compare_counts_lost_seeds_and_gates():
     from qsd.report.compare import Arm, compare
 
     good = [10.0, 5.0, 3.0, 2.5, 2.2, 2.1, 2.05, 2.04, 2.03, 2.03]
-    dropout = Arm(test={s: 2.0 + 0.01 * s for s in range(5)}, valid={s: good for s in range(5)})
+    longer = {s: good + [2.03] * 5 for s in range(5)}
+    dropout = Arm(test={s: 2.0 + 0.01 * s for s in range(5)}, valid={s: good for s in range(5)}, longer=longer)
     none = Arm(test={s: 2.5 for s in range(5)}, valid={s: [v + 1 for v in good] for s in range(5)})
-    qsd = Arm(test={s: 1.5 + 0.02 * s for s in range(4)}, valid={s: good for s in range(4)}, lost={4: "diverged"})
+    qsd = Arm(test={s: 1.5 + 0.02 * s for s in range(4)}, valid={s: good for s in range(4)}, lost={4: "diverged"},
+              longer={s: longer[s] for s in range(4)})
     assert compare(dropout, qsd, 5, none)["verdict"] == "QSD worse (lost 1 of 5 seeds: diverged)"
     assert qsd.cell().endswith("(n=4; 1 diverged)")
     qsd.lost.clear()  # seed 4 not finished yet: no verdict on the pairs so far
     assert compare(dropout, qsd, 5, none)["verdict"] == "incomplete: QSD has not finished seed(s) 4"
     qsd.test[4], qsd.valid[4] = 1.58, good
+    assert compare(dropout, qsd, 5, none)["verdict"] == "incomplete: QSD's 1.5x-epoch runs missing for seed(s) 4"
+    qsd.longer[4] = longer[4]
     assert compare(dropout, qsd, 5, none)["verdict"] == "QSD better"
-    assert compare(dropout, qsd, 6, none)["verdict"] == "incomplete: 5 of 6 seeds finished"  # a seed in neither arm yet
+    assert compare(dropout, qsd, 6, none)["verdict"].startswith("incomplete: 5 of 6 seeds finished")  # a seed in neither arm
     worse_none = Arm(test=none.test, valid={s: [v - 1 for v in good] for s in range(5)})
     assert compare(dropout, qsd, 5, worse_none)["verdict"].startswith("not comparable: dropout does not beat none")
     assert compare(dropout, qsd, 6, worse_none)["verdict"].startswith(  # the gate on a partial suite: provisional
-        "incomplete: 5 of 6 seeds finished (so far: dropout does not beat none")
-    assert compare(dropout, qsd, 5, none)["dropout_gain"] == "0.5% over the final 2 of 10 epochs"
+        "incomplete: 5 of 6 seeds finished; none has finished 5 of 6 seeds (so far: dropout does not beat none")
+    assert compare(dropout, qsd, 5, none)["dropout_gain"] == "0.0% with 1.5x the epochs (15, not 10)"
     dropout.longer = {s: good + [1.9] * 5 for s in range(5)}  # 1.5x the epochs: 6.4% better
     c = compare(dropout, qsd, 5, none)
     assert c["dropout_gain"] == "6.4% with 1.5x the epochs (15, not 10)" and c["verdict"].startswith("not comparable: dropout not")

@@ -288,7 +288,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: --set: {e}", file=sys.stderr)
         return 2
-    picked = [r for r in waiting if r.grid[0].endswith("/" + r.lengthens)]  # as many as will be: for the estimate
+    picked = [r for r in waiting if next(k for k in r.grid if f"-seed{r.seed}-" in k).endswith("/" + r.lengthens)]
+    # (one a seed and grid, as many as will train: for the estimate)
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
     budget_s = None if args.time_budget is None else args.time_budget * 60
@@ -299,9 +300,10 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
           f"already finished, {queue.time_left(todo + picked)}; {max((r.threads for r in wanted), default=1)} CPU "
           f"thread(s) each, on {device}")
     if spare or waiting:
-        parts = [f"{len(spare)} not needed (their seed picked another rate)"] * bool(spare) + \
+        parts = [f"{len(spare)} not needed (their seed is given another rate)"] * bool(spare) + \
                 [f"{len(waiting)} wait for their seed's grid, of which {len(picked)} will train"] * bool(waiting)
-        print(f"the gate's longer runs on a rate grid train only at the rate each seed picks on validation: "
+        print(f"the gate's longer runs on a rate grid train only at the rate each seed is given on the other seeds' "
+              f"validation: "
               f"{'; '.join(parts)}")
     if args.scale == "paper" and todo and not args.collect_only and not torch.cuda.is_available():
         print("warning: no CUDA device here; the paper scale's full protocols (the CNNs, WRN for 200 epochs, the "
@@ -371,7 +373,7 @@ def print_sweeps(args: argparse.Namespace, ids: list[str], wanted: list[suite.Ru
     for sweep in sweeps:
         print(f"# {len(suite.expand(list(sweep)))} runs\nqsd-train -m {shlex.join([*sweep, *args.settings])}")
     print(f"# {len(wanted)} distinct runs in {len(sweeps)} sweeps; finished runs are skipped when they run, "
-          "and qsd-reproduce trains a longer run on a grid only at the rate its seed picks")
+          "and qsd-reproduce trains a longer run on a grid only at the rate its seed is given")
     print(f"# data sets the runs left read: {', '.join(sorted({r.data for r in left_runs})) or 'none'}")
     for name, hint in blocking.items():
         print(f"# not prepared here: {name}: {hint}")

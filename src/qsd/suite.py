@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,11 +22,12 @@ from omegaconf import DictConfig
 from . import runstore
 from .report import recipes
 from .report.recipes import SEEDS
-from .report.select import validation_best
+from .report.select import loso_picks
 from .report.gate import LONGER
 from .train import CONFIG_DIR, ConfigError, check_config, pick_device, use_cuda_graphs
 
 NAMED = ("experiment", "regulariser", "scale", "seed")  # what a run's label always shows
+GATED = ("dropout", "qsd")  # the compared arms: each must pass the gate's convergence test (its runs trained LONGER x)
 SETTINGS = ("device", "train.cuda_graphs", "train.compile")  # how every run trains, outside its identity
 
 
@@ -43,7 +45,7 @@ class Run:
     epochs: int   # train.epochs
     figures: frozenset[str] = frozenset()  # the ids of the manifests that ask for it
     lengthens: str = ""  # for the gate's convergence test: the folder of the run this one trains LONGER x as long
-    grid: tuple[str, ...] = ()  # for such a run on a rate grid: the keys of the runs it may lengthen, its seed's grid
+    grid: tuple[str, ...] = ()  # for such a run on a rate grid: the keys of the runs of every seed's grid, by seed
 
     @property
     def label(self) -> str:
@@ -65,7 +67,7 @@ def expand(overrides: list[str]) -> list[list[str]]:
 
 class Sweep(NamedTuple):
     """One ``qsd-train -m`` sweep of a manifest. ``lengthens``: it is the gate's convergence test, dropout
-    runs trained LONGER x the epochs; its last override sets ``train.epochs``, and the same overrides
+    or QSD runs trained LONGER x the epochs; its last override sets ``train.epochs``, and the same overrides
     without it make the runs it lengthens."""
 
     figure: str
@@ -92,8 +94,8 @@ def seeds(scale: str, count: int | None = None, replicate: bool = False) -> rang
 
 def sweeps(scale: str, replicate: bool = False) -> list[Sweep]:
     """Each manifest sweep at ``scale`` with the seeds (``replicate``: the fresh ones), in manifest order;
-    a sweep marked ``convergence_check`` is followed by its dropout runs trained LONGER x as long, one
-    sweep per experiment."""
+    a sweep marked ``convergence_check`` is followed by its dropout and QSD runs trained LONGER x as long,
+    one sweep per experiment and regulariser."""
     out = []
     parser = OverridesParser.create()
     with _hydra():
@@ -107,13 +109,14 @@ def sweeps(scale: str, replicate: bool = False) -> list[Sweep]:
                 if not sweep.get("convergence_check"):
                     continue
                 parsed = {o.key_or_group: o for o in parser.parse_overrides(sweep["overrides"])}
-                if "dropout" not in _values(parsed["regulariser"]):
-                    raise ValueError(f"experiments/{m['id']}.yaml: a convergence_check sweep must train dropout")
+                gated = [r for r in GATED if r in _values(parsed["regulariser"])]
+                if not gated:
+                    raise ValueError(f"experiments/{m['id']}.yaml: a convergence_check sweep must train one of {GATED}")
                 rest = [o for o in sweep["overrides"] if o.split("=", 1)[0] not in ("experiment", "regulariser")]
                 for e in _values(parsed["experiment"]):
                     epochs = compose_run([f"scale={scale}", f"experiment={e}"]).train.epochs
-                    out.append(Sweep(m["id"], [*base, f"experiment={e}", "regulariser=dropout", *rest,
-                                               f"train.epochs={math.ceil(LONGER * epochs)}"], lengthens=True))
+                    out += [Sweep(m["id"], [*base, f"experiment={e}", f"regulariser={r}", *rest,
+                                            f"train.epochs={math.ceil(LONGER * epochs)}"], lengthens=True) for r in gated]
     return out
 
 
@@ -133,8 +136,8 @@ def plan(scale: str, replicate: bool = False) -> list[Run]:
                 except ConfigError as e:
                     raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
-                grid = tuple(k for o, k in zip(expanded, standards) if f"seed={cfg.seed}" in o) if lengthens else ()
-                grid = grid if len(grid) > 1 else ()
+                own = [k for o, k in zip(expanded, standards) if f"seed={cfg.seed}" in o] if lengthens else []
+                grid = tuple(standards) if len(own) > 1 else ()  # every seed's grid: a seed's rate is picked on the others'
                 old = runs.get(key)
                 run = old or Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed, cfg.train.threads,
                                  cfg.data.name, cfg.train.epochs, lengthens=standard.split("/")[-1], grid=grid)
@@ -168,19 +171,24 @@ def device(settings: list[str]) -> str:
 
 def needed(run: Run, finished: dict[str, Path]) -> bool | None:
     """Whether ``run`` is worth training, given the ``finished`` runs (key -> folder). Every run is, but
-    a gate's longer run on a rate grid is needed only where it lengthens the point its seed picks on
-    validation (``select.validation_best``, as table3 picks): False at the grid's other points, None
-    until every point of its seed's grid has finished."""
+    a gate's longer run on a rate grid is needed only where it lengthens the point its seed is given on the
+    other seeds' validation (``select.loso_picks``, as table3 picks): False at the grid's other points, None
+    until every point of every seed's grid has finished."""
     if not run.grid:
         return True
     if not all(k in finished for k in run.grid):
         return None
-    valid = []
-    for k in run.grid:
-        s = runstore.read_summary(finished[k]) or {}
-        v = (s.get("final_valid") or {}).get(s.get("metric"))
-        valid.append(float(v) if s.get("status") == "completed" and v is not None else None)
-    return run.grid[validation_best(valid)].split("/")[1] == run.lengthens
+    points: dict[int, list[str]] = {}
+    for k in run.grid:  # in the sweep's order: each seed's points in the grid's order
+        points.setdefault(int(re.search(r"-seed(\d+)-", k).group(1)), []).append(k)
+    valid = {}
+    for seed, keys in points.items():
+        valid[seed] = []
+        for k in keys:
+            s = runstore.read_summary(finished[k]) or {}
+            v = (s.get("final_valid") or {}).get(s.get("metric"))
+            valid[seed].append(float(v) if s.get("status") == "completed" and v is not None else None)
+    return points[run.seed][loso_picks(valid)[run.seed]].split("/")[1] == run.lengthens
 
 
 def split_by_need(runs: list[Run], finished: dict[str, Path]) -> tuple[list[Run], list[Run], list[Run]]:

@@ -1,25 +1,27 @@
-"""QSD against dropout on a set of runs: per-regulariser seed values, the baseline-sanity gate, the
-paired difference and the verdict, in one place for every table that gives one."""
+"""QSD against dropout on a set of runs: per-regulariser seed values, the baseline-sanity gate on both
+arms, the paired difference and the verdict, in one place for every table that gives one."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gate import baseline_gate, further_gain, percent
+from .gate import LONGER, beats_none, convergence, gain_cell
 from .select import recipe_runs
 from .stats import mean_ci, paired_difference, verdict
 from .tables import fmt, group, read_csv
 
-LOST = ("diverged", "failed")
+LOST = ("diverged", "failed")  # a run's status that loses its seed (a NaN metric does too: ``arm``)
 WITHHELD = ("not comparable", "incomplete")  # how a verdict cell that gives no verdict begins
 
 
 @dataclass
 class Arm:
     """One regulariser's runs: test metric and validation curve per completed seed, and the seeds lost
-    (diverged or failed: a result, not a missing value); ``longer`` and ``longer_lost``: the same for
-    the seeds' runs trained LONGER x the epochs (the gate's convergence test), where they were run."""
+    (diverged, failed, or completed with a NaN metric: a result, not a missing value); ``longer`` and
+    ``longer_lost``: the same for the seeds' runs trained LONGER x the epochs (the gate's convergence test),
+    where they were run."""
 
     test: dict[int, float] = field(default_factory=dict)
     valid: dict[int, list[float]] = field(default_factory=dict)
@@ -54,20 +56,28 @@ def valid_curves(curves: list[dict]) -> dict[str, list[float]]:
     return out
 
 
+def _finite(r: dict, curve: list[float]) -> bool:
+    """A completed run whose test metric and final validation metric (where logged) are numbers, not NaN or inf."""
+    return r.get("test_metric", "") != "" and math.isfinite(float(r["test_metric"])) and \
+        (not curve or math.isfinite(curve[-1]))
+
+
 def arm(runs: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str, str], dict] | None = None) -> Arm:
-    """An Arm from runs.csv rows (one per seed), ``valid_curves`` and ``longer_runs``."""
+    """An Arm from runs.csv rows (one per seed), ``valid_curves`` and ``longer_runs``. A completed run with a
+    NaN (or inf) test or final validation metric is a lost seed (``NaN``), as a diverged one is."""
     a = Arm()
     for r in runs:
-        if r["status"] == "completed" and r.get("test_metric", "") != "":
+        curve = curves.get(r["run"], [])
+        if r["status"] == "completed" and _finite(r, curve):
             a.test[r["seed"]] = float(r["test_metric"])
-            a.valid[r["seed"]] = curves.get(r["run"], [])
+            a.valid[r["seed"]] = curve
             twin = (longer or {}).get((r["experiment"], r["run"]))
-            if twin and twin["status"] == "completed":
-                a.longer[r["seed"]] = curves.get(twin["run"], [])
-            elif twin and twin["status"] in LOST:
-                a.longer_lost[r["seed"]] = twin["status"]
-        elif r["status"] in LOST:
-            a.lost[r["seed"]] = r["status"]
+            if twin and twin["status"] == "completed" and _finite(twin, curves.get(twin["run"], [])):
+                a.longer[r["seed"]] = curves[twin["run"]]
+            elif twin and (twin["status"] in LOST or twin["status"] == "completed"):
+                a.longer_lost[r["seed"]] = twin["status"] if twin["status"] in LOST else "NaN"
+        elif r["status"] in LOST or r["status"] == "completed":
+            a.lost[r["seed"]] = r["status"] if r["status"] in LOST else "NaN"
     return a
 
 
@@ -89,20 +99,45 @@ def unpaired(dropout: Arm, qsd: Arm, planned: int) -> str | None:
     return f"incomplete: {done} of {planned} seeds finished" if done < planned else None
 
 
+def missing_inputs(dropout: Arm, qsd: Arm, none: Arm | None, planned: int) -> str | None:
+    """Why the comparison is not complete yet, or None: a seed with a result in one arm only, fewer than
+    ``planned`` seeds in both, ``none``'s runs not all there, or an arm's seed without its run trained
+    LONGER x the epochs (the gate's convergence test: planned for every compared seed of both arms)."""
+    gaps = [g for g in [unpaired(dropout, qsd, planned)] if g]
+    if none is None or len(result_seeds(none)) < planned:
+        gaps.append(f"incomplete: none has finished {0 if none is None else len(result_seeds(none))} of {planned} seeds")
+    for name, a in (("dropout", dropout), ("QSD", qsd)):
+        without = sorted(set(a.test) - set(a.longer) - set(a.longer_lost))
+        if without:
+            gaps.append(f"incomplete: {name}'s {LONGER:g}x-epoch runs missing for seed(s) {', '.join(map(str, without))}")
+    return "; ".join(g.removeprefix("incomplete: ") if i else g for i, g in enumerate(gaps)) or None
+
+
+def gate(dropout: Arm, qsd: Arm, none: Arm | None) -> str | None:
+    """The baseline-sanity gate on what is there: why no verdict is given, or None. Dropout must have lost
+    no seed, beat none on validation and have converged; QSD must have converged (a lost QSD seed is a
+    result: it counts against QSD, ``compare``)."""
+    valid = {s: c for s, c in dropout.valid.items() if c}
+    if dropout.lost:
+        return f"dropout failed or diverged in {len(dropout.lost)} of {len(dropout.lost) + len(dropout.test)} seeds"
+    if not valid:
+        return "no completed dropout runs"
+    none_valid = {s: c for s, c in none.valid.items() if c} if none else {}
+    return (none_valid and beats_none(valid, none_valid)) or \
+        convergence("dropout", valid, dropout.longer, len(dropout.longer_lost)) or \
+        convergence("QSD", {s: c for s, c in qsd.valid.items() if c}, qsd.longer, len(qsd.longer_lost)) or None
+
+
 def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None) -> dict[str, object]:
-    """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given: while the
-    suite is still being run (``unpaired``: fewer than ``planned`` seeds), which seeds are missing, with the
-    gate's reason on the seeds so far after it (provisional: more seeds, or the gate's longer runs, may
-    clear it); else the gate's reason."""
+    """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given: while a
+    planned input is missing (``missing_inputs``: a seed, the ``none`` runs, an arm's longer runs), what is
+    missing, with the gate's reason on what is there after it (provisional); else the gate's reason."""
     d = paired_difference(dropout.test, qsd.test)
     out = {"qsd_minus_dropout": d["diff"], "n_pairs": d["n_pairs"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
-           "boot_lo": d["lo"], "boot_hi": d["hi"]}
-    valid, longer = ({s: c for s, c in curves.items() if c} for curves in (dropout.valid, dropout.longer))
-    gain = further_gain(valid, longer) if valid else None
-    out["dropout_gain"] = f"{percent(gain[0])} {gain[1]}" if gain else ""
-    reason = baseline_gate(valid, {s: c for s, c in none.valid.items() if c} if none else None,
-                           failed=len(dropout.lost), longer=longer, longer_lost=len(dropout.longer_lost))
-    gap = unpaired(dropout, qsd, planned)
+           "boot_lo": d["lo"], "boot_hi": d["hi"],
+           **{f"{key}_gain": gain_cell({s: c for s, c in a.valid.items() if c}, a.longer)
+              for key, a in (("dropout", dropout), ("qsd", qsd))}}
+    reason, gap = gate(dropout, qsd, none), missing_inputs(dropout, qsd, none, planned)
     if gap:
         out["verdict"] = f"{gap} (so far: {reason})" if reason else gap
     elif reason:

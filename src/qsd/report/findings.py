@@ -127,7 +127,7 @@ class Result:
     picks: tuple[str, str] = ("", "")
     estimate: str = ""  # 'QSD - dropout' cell, e.g. '0.102 (5 pairs)'
     interval: str = ""  # paired t 95% CI cell, e.g. '[-0.07259, 0.2766]'
-    gain: str = ""  # dropout's further gain
+    gains: tuple[str, str] = ("", "")  # dropout's and QSD's further gain (the gate's convergence test)
 
     def difference(self) -> str:
         """'+0.10 [-0.07, +0.28]' (paired QSD - dropout, 95% t interval), or '' where there is none."""
@@ -152,12 +152,18 @@ class Result:
         if word(self.verdict):
             return ", ".join(filter(None, (self.verdict, self.difference(), self.edge())))
         if self.verdict.startswith("not comparable: "):
-            return "withheld: " + self.verdict[len("not comparable: "):].split(" (")[0].replace(" on validation", "")
+            reason = self.verdict[len("not comparable: "):].split(" (validation")[0]
+            return "withheld: " + re.sub(r" on validation \(\S+ vs \S+\)", "", reason)
         if self.verdict.startswith("incomplete"):
             return self.verdict.split(" (so far")[0]
         if self.verdict.startswith("not run yet"):
             return "not run yet"
         return self.verdict.split(":")[0]  # 'not testable at cpu scale'
+
+
+def _gains(row: dict) -> tuple[str, str]:
+    """Each arm's further gain, as table1 and table3 give it."""
+    return str(row.get("dropout's further gain", "")), str(row.get("QSD's further gain", ""))
 
 
 class Tables:
@@ -176,7 +182,7 @@ class Tables:
             r = table1.get(c.experiment)
             return r and Result(str(r["verdict"]), none, _arm(r.get("dropout", "")), _arm(r.get("qsd", "")),
                                 estimate=str(r.get("QSD - dropout", "")), interval=str(r.get("paired t 95% CI", "")),
-                                gain=str(r.get("dropout's further gain", "")))
+                                gains=_gains(r))
         rows = [r for r in self.rows[c.table] if r["experiment"] == c.experiment and r["comparison"] == c.comparison]
         by_reg = {r.get("regulariser", ""): r for r in rows}
         if not rows:
@@ -186,8 +192,7 @@ class Tables:
         d, q = by_reg.get("dropout", {}), by_reg["qsd"]
         picks = tuple("" if r.get("best_rate", "recipe") == "recipe" else str(r["best_rate"]) for r in (d, q))
         return Result(str(q["verdict"]), none, _arm(d.get("test", "")), _arm(q["test"]), picks,
-                      str(q.get("QSD - dropout", "")), str(q.get("paired t 95% CI", "")),
-                      str(q.get("dropout's further gain", "")))
+                      str(q.get("QSD - dropout", "")), str(q.get("paired t 95% CI", "")), _gains(q))
 
     def replication(self, c: Comparison) -> str:
         """The fresh seeds' outcome for this comparison ('replicates', 'does not replicate', 'not tested
@@ -197,7 +202,9 @@ class Tables:
             return ""
         fresh = Result(str(r["fresh seeds: verdict"]), estimate=r["fresh seeds: QSD - dropout [95% CI]"].split(" [")[0],
                        interval="[" + r["fresh seeds: QSD - dropout [95% CI]"].split(" [", 1)[-1])
-        return r["outcome"] + (f" ({fresh.short()})" if word(fresh.verdict) else "")
+        inside = r.get("fresh estimate in the main's 95% prediction interval", "")
+        return r["outcome"] + (f" ({fresh.short()})" if word(fresh.verdict) else "") + \
+            (f"; fresh estimate {inside.split(' [')[0]} the main's 95% prediction interval" if inside else "")
 
 
 # --- claims 2 and 3, read from fig4's and fig5's tables ----------------------------------------------------
@@ -273,13 +280,14 @@ def _comparison_table(tables: Tables, comparisons: tuple[Comparison, ...]) -> li
         r = tables.result(c)
         if r is None:
             continue
-        rows.append([c.name, r.none, r.dropout, r.qsd, r.difference(), r.gain, r.verdict, tables.replication(c)])
+        rows.append([c.name, r.none, r.dropout, r.qsd, r.difference(), " / ".join(g or "n/a" for g in r.gains),
+                     r.verdict, tables.replication(c)])
         if any(r.picks):
             picks.append(f"{c.name}: dropout {r.picks[0]}; QSD {r.picks[1]}")
     if not rows:
         return ["No comparison collected at this scale.", ""]
-    out = _table(["comparison", "none", "dropout", "QSD", "QSD - dropout [95% CI]", "dropout's further gain",
-                  "verdict", "fresh seeds"], rows) + [""]
+    out = _table(["comparison", "none", "dropout", "QSD", "QSD - dropout [95% CI]",
+                  "further gain with 1.5x the epochs: dropout / QSD", "verdict", "fresh seeds"], rows) + [""]
     if picks:
         out += ["Rates picked on validation, by seed: " + " | ".join(picks) + ".", ""]
     return out

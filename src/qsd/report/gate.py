@@ -1,7 +1,14 @@
 """The baseline-sanity gate: when a QSD-vs-dropout comparison is fair enough to get a verdict.
 
-A comparison with a weak baseline flatters whatever is compared with it, so a verdict is given only
-where the dropout baseline is sane (``RULE`` states it in words, for tables and figure footers).
+A comparison with a weak or unfinished arm flatters the other, so a verdict is given only where every
+planned input is collected and both arms are sane (``RULE`` states it in words, for tables and figure
+footers): dropout beats no regularisation on validation, and each arm, trained ``LONGER`` x the epochs,
+improves its seed-mean final validation metric by at most ``TOLERANCE``. On a rate grid the values the gate
+reads are those of the rate each seed is given on the *other* seeds' validation (``select.loso_picks``),
+so they were not selected for being low: a value picked for being low regresses to the mean, which would
+make the further gain look smaller and "beats none" easier than they are.
+
+The functions here work on validation curves: seed -> the metric per epoch (lower is better).
 """
 from __future__ import annotations
 
@@ -9,24 +16,21 @@ import math
 
 import numpy as np
 
-LONGER = 1.5  # the convergence test trains the compared dropout runs this many times the epochs
-TAIL = 0.2  # without those runs: the final fifth of the epochs
+LONGER = 1.5  # the convergence test trains the compared runs this many times the epochs
+TAIL = 0.2  # the descriptive tail: the final fifth of the epochs
 TOLERANCE = 0.02  # relative improvement that still counts as "stopped improving"
 MIN_EPOCHS = 5
-SHORT_RULE = (f"verdicts gated: dropout must beat none on validation and have converged ({LONGER:g}x the epochs, or "
-              f"where not run the final {TAIL:.0%} of them, improve validation by <= {TOLERANCE:.0%})")
-RULE = (f"Verdicts are gated: dropout must (1) beat no regularisation on the mean final validation metric, "
-        f"where the experiment has a `none` run, and (2) have converged: trained {LONGER:g}x the epochs (the same "
-        f"runs, every compared seed), its seed-mean final validation metric improves by at most {TOLERANCE:.0%} "
-        f"(relative); where those runs are not there, over the final {TAIL:.0%} of the epochs its seed-mean "
-        f"validation metric improved on the best of the earlier epochs by at most {TOLERANCE:.0%} (at least "
-        f"{MIN_EPOCHS} epochs); no seed may fail or diverge. Otherwise: 'not comparable: <reason>'.")
-
-
-def _mean_curve(curves: dict[int, list[float]]) -> np.ndarray:
-    """Seed-mean validation curve over the epochs every seed has."""
-    length = min(len(c) for c in curves.values())
-    return np.mean([c[:length] for c in curves.values()], axis=0)
+SHORT_RULE = (f"verdicts gated: every planned run collected, dropout beats none on validation, and dropout and QSD "
+              f"each trained {LONGER:g}x the epochs improve validation by <= {TOLERANCE:.0%}")
+RULE = (f"Verdicts are gated: every planned input must be collected (the seeds, the `none` runs, both arms' runs "
+        f"trained {LONGER:g}x the epochs; else 'incomplete: <what is missing>'); dropout must beat no "
+        f"regularisation on the seed-mean final validation metric; and dropout and QSD must each have converged: "
+        f"trained {LONGER:g}x the epochs (the same runs, every compared seed), the seed-mean final validation "
+        f"metric improves by at most {TOLERANCE:.0%} (relative). On a rate grid each seed's rate is picked on the "
+        f"other seeds' validation, so the gate never reads a value selected for being low; a tuned comparison "
+        f"whose picks lie on the grid's edge for most seeds is not comparable. A lost dropout seed (diverged, "
+        f"failed or NaN) withholds the verdict, a lost QSD seed counts against QSD. Otherwise: 'not comparable: "
+        f"<reason>'. The tail of one schedule is shown for description only.")
 
 
 def _gain(before: float, after: float) -> float:
@@ -40,46 +44,55 @@ def percent(gain: float) -> str:
     return f"{gain:.2%}" if text == f"{TOLERANCE:.1%}" else text
 
 
-def further_gain(dropout: dict[int, list[float]], longer: dict[int, list[float]] | None = None) -> tuple[float, str] | None:
-    """How much further training improves dropout's seed-mean validation metric (relative; > 0: better)
-    and how that was measured. Where every seed has its run trained LONGER x the epochs (``longer``,
-    seed -> curve), the final values of the two schedules; otherwise the best of the final TAIL of the
-    epochs against the best before them. None: too few epochs to judge."""
-    if longer and set(dropout) <= set(longer):
-        seeds = sorted(dropout)
-        standard, long = (float(np.mean([c[s][-1] for s in seeds])) for c in (dropout, longer))
-        epochs = (min(len(longer[s]) for s in seeds), min(len(dropout[s]) for s in seeds))
-        return _gain(standard, long), f"with {LONGER:g}x the epochs ({epochs[0]}, not {epochs[1]})"
-    curve = _mean_curve(dropout)
-    if len(curve) < MIN_EPOCHS:
+def longer_gain(curves: dict[int, list[float]], longer: dict[int, list[float]]) -> tuple[float, str] | None:
+    """How much training LONGER x the epochs improves the seed-mean final validation metric (relative;
+    > 0: better), over the seeds of ``curves``, and how it was measured; None unless every seed has its
+    longer curve."""
+    if not curves or not set(curves) <= set(longer):
         return None
-    tail = max(1, math.ceil(TAIL * len(curve)))
-    return _gain(curve[:-tail].min(), curve[-tail:].min()), f"over the final {tail} of {len(curve)} epochs"
+    seeds = sorted(curves)
+    standard, long = (float(np.mean([c[s][-1] for s in seeds])) for c in (curves, longer))
+    epochs = (min(len(longer[s]) for s in seeds), min(len(curves[s]) for s in seeds))
+    return _gain(standard, long), f"with {LONGER:g}x the epochs ({epochs[0]}, not {epochs[1]})"
 
 
-def baseline_gate(dropout: dict[int, list[float]], none: dict[int, list[float]] | None = None, failed: int = 0,
-                  longer: dict[int, list[float]] | None = None, longer_lost: int = 0) -> str | None:
-    """None if the dropout baseline is sane, else the reason it is not.
+def tail_gain(curves: dict[int, list[float]]) -> tuple[float, str] | None:
+    """Descriptive only: the best of the seed-mean curve's final TAIL of epochs against the best before
+    them (the tail of a cosine schedule is its annealing, so it proves nothing either way). None: too few
+    epochs."""
+    if not curves:
+        return None
+    length = min(len(c) for c in curves.values())
+    curve = np.mean([c[:length] for c in curves.values()], axis=0)
+    if length < MIN_EPOCHS:
+        return None
+    tail = max(1, math.ceil(TAIL * length))
+    return _gain(curve[:-tail].min(), curve[-tail:].min()), f"over the final {tail} of {length} epochs"
 
-    ``dropout`` and ``none`` map seed -> validation metric per epoch (lower is better: error, perplexity;
-    completed runs only); ``failed`` counts dropout seeds that failed or diverged. ``none=None``: the
-    experiment has no unregularised run, so only convergence is checked. ``longer``: seed -> the curve
-    of the same dropout run trained LONGER x the epochs, where it was run and completed; ``longer_lost``
-    counts those that failed or diverged."""
-    if failed:
-        return f"dropout failed or diverged in {failed} of {failed + len(dropout)} seeds"
-    if not dropout:
-        return "no completed dropout runs"
-    if none:
-        d_final = float(np.mean([c[-1] for c in dropout.values()]))
-        n_final = float(np.mean([c[-1] for c in none.values()]))
-        if not d_final < n_final:
-            return f"dropout does not beat none on validation ({d_final:.4g} vs {n_final:.4g})"
+
+def gain_cell(curves: dict[int, list[float]], longer: dict[int, list[float]]) -> str:
+    """An arm's further gain for a table: measured with its longer runs, or, where they are missing, '1.5x
+    runs missing' with the tail's gain beside it (descriptive)."""
+    if gain := longer_gain(curves, longer):
+        return f"{percent(gain[0])} {gain[1]}"
+    tail = tail_gain(curves)
+    return f"{LONGER:g}x runs missing" + (f" (tail: {percent(tail[0])} {tail[1]})" if tail else "")
+
+
+def convergence(name: str, curves: dict[int, list[float]], longer: dict[int, list[float]],
+                longer_lost: int = 0) -> str | None:
+    """Why arm ``name`` is not shown to have converged, or None: its longer runs lost (diverged, failed,
+    NaN), or still improving by more than TOLERANCE. (Missing longer runs are the caller's ``incomplete``.)"""
     if longer_lost:
-        return f"dropout trained {LONGER:g}x the epochs failed or diverged in {longer_lost} seeds"
-    gain = further_gain(dropout, longer)
-    if gain is None:
-        return f"too few epochs ({len(_mean_curve(dropout))}) to judge convergence"
-    if gain[0] > TOLERANCE:
-        return f"dropout not converged (validation still improved {percent(gain[0])} {gain[1]})"
+        return f"{name} trained {LONGER:g}x the epochs failed or diverged in {longer_lost} seed(s)"
+    gain = longer_gain(curves, longer)
+    if gain and not gain[0] <= TOLERANCE:
+        return f"{name} not converged (validation still improved {percent(gain[0])} {gain[1]})"
     return None
+
+
+def beats_none(dropout: dict[int, list[float]], none: dict[int, list[float]]) -> str | None:
+    """Why dropout does not beat no regularisation on the seed-mean final validation metric, or None."""
+    d_final = float(np.mean([c[-1] for c in dropout.values()]))
+    n_final = float(np.mean([c[-1] for c in none.values()]))
+    return None if d_final < n_final else f"dropout does not beat none on validation ({d_final:.4g} vs {n_final:.4g})"

@@ -2,7 +2,11 @@
 judged by the rule docs/protocols.md states (replication on fresh seeds), which was fixed before any fresh seed trained."""
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
+
+from scipy import stats
 
 from .stats import VERDICTS
 from .tables import read_csv, write_table
@@ -39,6 +43,29 @@ def comparisons(res: Path) -> dict[tuple[str, str], dict]:
     return out
 
 
+def _estimate(cell: str) -> tuple[float, float] | None:
+    """(estimate, standard error) from a cell '0.102 (5 pairs) [-0.07259, 0.2766]' (the paired t 95% interval
+    gives the error: its half-width over t(0.975, pairs - 1)); None where the cell has no interval."""
+    m = re.fullmatch(r"(\S+) \((\d+) pairs\) \[(\S+), (\S+)\]", cell)
+    if not m or int(m.group(2)) < 2 or "n/a" in cell:
+        return None
+    est, n, lo, hi = float(m.group(1)), int(m.group(2)), float(m.group(3)), float(m.group(4))
+    return est, (hi - lo) / 2 / float(stats.t.ppf(0.975, n - 1))
+
+
+def prediction(original: str, fresh: str) -> str:
+    """Whether the fresh seeds' estimate lies inside the 95% prediction interval the main estimate gives
+    for a replication, main ± 1.96 sqrt(se_main^2 + se_fresh^2) (Patil, Peng & Leek 2016, "What should
+    researchers expect when they replicate studies?", Perspect Psychol Sci 11:539): 'inside [lo, hi]',
+    'outside [lo, hi]', or '' where either side has no interval."""
+    a, b = _estimate(original), _estimate(fresh)
+    if not a or not b:
+        return ""
+    half = 1.96 * math.hypot(a[1], b[1])
+    lo, hi = a[0] - half, a[0] + half
+    return f"{'inside' if lo <= b[0] <= hi else 'outside'} [{lo:+.3g}, {hi:+.3g}]"
+
+
 def render_replication(main: Path, fresh: Path, scale: str) -> list[dict]:
     """Write ``replication.csv/.md`` into ``fresh`` (the replication's results) and return its rows."""
     original, again = comparisons(main), comparisons(fresh)
@@ -49,9 +76,12 @@ def render_replication(main: Path, fresh: Path, scale: str) -> list[dict]:
         rows.append({"table": r["table"], "experiment": key[0], "comparison": key[1],
                      "main: QSD - dropout [95% CI]": cells(r), "main: verdict": r["verdict"],
                      "fresh seeds: QSD - dropout [95% CI]": cells(f), "fresh seeds: verdict": f.get("verdict", ""),
-                     "outcome": outcome(str(r["verdict"]), str(f.get("verdict", "")))})
+                     "outcome": outcome(str(r["verdict"]), str(f.get("verdict", ""))),
+                     "fresh estimate in the main's 95% prediction interval": prediction(cells(r), cells(f))})
     write_table(fresh, "replication", rows, scale,
                 "Each verdict of table1 and table3 on the main results' seeds and on fresh seeds (the same runs "
                 "otherwise, gated on their own). Replicates: the same word; does not replicate: both gated, different "
-                "words; not tested: either side withheld or not run. The rule was fixed before any fresh seed trained")
+                "words; not tested: either side withheld or not run. The rule was fixed before any fresh seed trained. "
+                "Read on the estimates too: whether the fresh estimate lies in the 95% prediction interval the main one "
+                "gives (Patil, Peng & Leek 2016), whatever the gate says")
     return rows

@@ -11,8 +11,8 @@ from pathlib import Path
 from . import recipes
 from .compare import Arm, arm, compare, read_collected, read_runs, recipe_comparison
 from .gate import RULE
-from .select import (MATCHED, REGS, absent_reason, is_default_qsd, main_runs, matched_runs, on_grid,
-                     ordered, recipe_runs, validation_best)
+from .select import (MATCHED, REGS, absent_reason, is_default_qsd, loso_picks, main_runs, matched_runs, on_grid,
+                     ordered, recipe_runs)
 from .stats import mean_ci
 from .tables import fmt, group, read_csv, write_missing, write_table
 
@@ -25,11 +25,14 @@ EXPERIMENT_NAMES = {"mlp_mnist": "MLP / MNIST (error %)", "cnn_mnist": "CNN / MN
 
 
 
+GAINS = ["dropout's further gain", "QSD's further gain"]  # each arm's convergence test, as table1 and table3 show it
+
+
 def _comparison_cells(c: dict) -> dict[str, str]:
     return {"QSD - dropout": f"{fmt(c['qsd_minus_dropout'])} ({c['n_pairs']} pairs)",
             "paired t 95% CI": f"[{fmt(c['t_lo'])}, {fmt(c['t_hi'])}]",
             "bootstrap 95% CI": f"[{fmt(c['boot_lo'])}, {fmt(c['boot_hi'])}]",
-            "dropout's further gain": c["dropout_gain"], "verdict": c["verdict"]}
+            GAINS[0]: c["dropout_gain"], GAINS[1]: c["qsd_gain"], "verdict": c["verdict"]}
 
 
 def render_table1_summary(res: Path, scale: str) -> None:
@@ -49,7 +52,7 @@ def render_table1_summary(res: Path, scale: str) -> None:
     if not rows:
         return write_missing(res, "table1_summary", scale, "any experiment")
     keys = ["experiment", *ordered({k for r in rows for k in r if k in REGS}), "QSD - dropout", "paired t 95% CI",
-            "bootstrap 95% CI", "dropout's further gain", "verdict"]
+            "bootstrap 95% CI", *GAINS, "verdict"]
     write_table(res, "table1_summary", [{k: r.get(k, "") for k in keys} for r in rows], scale,
                 "Final test metric per regulariser at the recipe's rates (mean ± sd over seeds; lost seeds counted) "
                 "and the paired QSD - dropout difference (negative = QSD better; verdict from the paired t interval). "
@@ -63,18 +66,18 @@ TUNED = {"mlp_mnist": ("MLP / MNIST (error %)", "hidden"), "cnn_fashion": ("CNN 
 
 def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str,
                longer: dict[tuple[str, str], dict] | None = None) -> tuple[Arm, dict[int, float]]:
-    """Per seed, the grid point ``validation_best`` picks, and that run's test metric: the Arm of the
-    chosen runs and seed -> chosen rate of ``slot``. A seed with a diverged or failed run at some rate
-    is judged on the rates that completed; a seed without a finished run at every grid point is left out."""
-    chosen: dict[int, dict] = {}
+    """Per seed, the grid point ``loso_picks`` gives it (the lowest mean final validation metric over the
+    other seeds), and that run: the Arm of the chosen runs and seed -> chosen rate of ``slot``. A run that
+    diverged or failed rules its point out; a seed without a finished run at every grid point is left out."""
+    full: dict[int, list[dict]] = {}
     for seed, rr in group([r for r in rows if on_grid(r, grid)], lambda r: r["seed"]).items():
         at = {grid.index(on_grid(r, grid)): r for r in rr}
-        if len(at) < len(grid):
-            continue
-        points = [at[i] for i in range(len(grid))]
-        chosen[seed] = points[validation_best([
-            float(r["valid_" + r["metric"]]) if r["status"] == "completed" and r.get("valid_" + r["metric"], "") != ""
-            else None for r in points])]
+        if len(at) == len(grid):
+            full[seed] = [at[i] for i in range(len(grid))]
+    final = lambda r: float(r["valid_" + r["metric"]]) if r["status"] == "completed" and \
+        r.get("valid_" + r["metric"], "") != "" else None
+    picks = loso_picks({seed: [final(r) for r in points] for seed, points in full.items()})
+    chosen = {seed: full[seed][i] for seed, i in picks.items()}
     return arm(list(chosen.values()), curves, longer), {s: r["rate_" + slot] for s, r in chosen.items()}
 
 
@@ -85,6 +88,15 @@ def _picks(picked: dict[int, float], grid: list[float]) -> str:
     edges = [f"{n} at the grid's {side}" for side, edge in (("lowest", min(grid)), ("highest", max(grid)))
              if (n := sum(r == edge for r in picked.values()))]
     return text + (f" ({', '.join(edges)})" if edges else "")
+
+
+def at_edge(picked: dict[int, float], grid: list[float]) -> float | None:
+    """The grid's edge rate (lowest or highest) that most seeds were tuned to, or None: there the best rate
+    may lie beyond the grid, so a best-vs-best comparison is not one until the grid is widened."""
+    for edge in (min(grid), max(grid)):
+        if 2 * sum(r == edge for r in picked.values()) > len(picked):
+            return edge
+    return None
 
 
 def render_table3_tuned(res: Path, scale: str) -> None:
@@ -118,7 +130,12 @@ def render_table3_tuned(res: Path, scale: str) -> None:
                 rows.append({"experiment": label, "comparison": comparison, "verdict": arms})
                 continue
             (d_arm, d_rates), (q_arm, q_rates) = arms
-            c = compare(d_arm, q_arm, recipes.SEEDS[scale], none if none.test else None)
+            c = compare(d_arm, q_arm, recipes.SEEDS[scale], none if none.test or none.lost else None)
+            rates = [g["rate_" + slot] for g in grid]
+            edges = [f"{name}'s best rate is at the grid's edge ({edge:g})" for name, picked in
+                     (("dropout", d_rates), ("QSD", q_rates)) if picked and (edge := at_edge(picked, rates)) is not None]
+            if edges and not str(c["verdict"]).startswith("incomplete"):
+                c["verdict"] = "not comparable: " + "; ".join(edges)
             for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
                 rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,
                              "best_rate": _picks(picked, [g["rate_" + slot] for g in grid]) if picked else "recipe",
@@ -127,7 +144,7 @@ def render_table3_tuned(res: Path, scale: str) -> None:
     if not rows:
         return write_missing(res, "table3_tuned", scale, "the rate grids of " + " / ".join(TUNED))
     keys = ["experiment", "comparison", "regulariser", "best_rate", "test", "QSD - dropout", "paired t 95% CI",
-            "bootstrap 95% CI", "dropout's further gain", "verdict"]
+            "bootstrap 95% CI", *GAINS, "verdict"]
     write_table(res, "table3_tuned", [{k: r.get(k, "") for k in keys} for r in rows], scale,
                 "QSD vs dropout (a) at the recipe's rate, (b) each at its own validation-best rate (hidden for the MLP "
                 "and CNN, embedding = output for the LSTMs; picked per seed from the grid; best_rate lists the picks by "

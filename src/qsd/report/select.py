@@ -2,6 +2,8 @@
 points, and why an experiment has no runs at a scale."""
 from __future__ import annotations
 
+import math
+
 from ..data import store as data_store
 from . import recipes
 
@@ -59,12 +61,21 @@ def ordered(regs) -> list[str]:
     return [g for g in REGS if g in regs] + sorted(set(regs) - set(REGS))
 
 
-def validation_best(valid: list[float | None]) -> int:
-    """The grid point a seed is tuned to (table3 b): the index of the lowest final validation metric,
-    ties to the earlier point (the lower rate: every manifest lists its grid in ascending order); None
-    marks a point without one (diverged or failed). The first point when no point has one."""
-    scored = [(v, i) for i, v in enumerate(valid) if v is not None]
-    return min(scored)[1] if scored else 0
+def loso_picks(valid: dict[int, list[float | None]]) -> dict[int, int]:
+    """The grid point each seed is tuned to (table3 b): seed -> the index of the point with the lowest
+    mean final validation metric over the *other* seeds (leave one seed out), so that a seed's own noise
+    never picks its rate and the gate, reading that seed's values at the pick, reads values not selected
+    for being low. ``valid``: seed -> the final validation metric per grid point, None (or NaN) where the
+    run diverged or failed, which rules the point out for the seeds that use it. Ties go to the earlier
+    point (the lower rate: every manifest lists its grid in ascending order). A lone seed is tuned on its
+    own values (a smoke suite's single seed: there are no others)."""
+    score = lambda v: v if v is not None and math.isfinite(v) else math.inf
+    out = {}
+    for seed in valid:
+        others = [v for s, v in valid.items() if s != seed] or [valid[seed]]
+        means = [sum(score(v[i]) for v in others) / len(others) for i in range(len(valid[seed]))]
+        out[seed] = min(range(len(means)), key=lambda i: (means[i], i))
+    return out
 
 
 def on_grid(r: dict, grid: list[dict[str, float]]) -> dict[str, float] | None:
