@@ -78,6 +78,8 @@ def test_a_render_that_changes_nothing_leaves_every_file_alone(tmp_path):
      "withheld: dropout not converged"),
     ("not comparable: dropout does not beat none on validation (5.516 vs 5.246)", "withheld: dropout does not beat none"),
     ("incomplete: 3 of 5 seeds finished (so far: dropout not converged ...)", "incomplete: 3 of 5 seeds finished"),
+    ("incomplete: dropout's 1.5x-epoch runs missing for seed(s) 0, 1; none has finished 4 of 5 seeds",
+     "incomplete: dropout's 1.5x-epoch runs missing, none has finished 4 of 5 seeds"),
     ("not run yet at this scale", "not run yet"),
     ("not testable at cpu scale: a WRN-16-8 is GPU work", "not testable at cpu scale"),
 ])

@@ -154,11 +154,18 @@ class Result:
         if self.verdict.startswith("not comparable: "):
             reason = self.verdict[len("not comparable: "):].split(" (validation")[0]
             return "withheld: " + re.sub(r" on validation \(\S+ vs \S+\)", "", reason)
-        if self.verdict.startswith("incomplete"):
-            return self.verdict.split(" (so far")[0]
+        if self.verdict.startswith("incomplete: "):
+            return "incomplete: " + ", ".join(_missing(part) for part in
+                                              self.verdict[len("incomplete: "):].split(" (so far")[0].split("; "))
         if self.verdict.startswith("not run yet"):
             return "not run yet"
         return self.verdict.split(":")[0]  # 'not testable at cpu scale'
+
+
+def _missing(part: str) -> str:
+    """One missing input of an 'incomplete' verdict in a few words: "QSD's 1.5x-epoch runs missing for
+    seed(s) 0, 1" -> "QSD's 1.5x-epoch runs"; "3 of 5 seeds finished" stays."""
+    return re.sub(r" missing for seed\(s\) [\d, ]+$", " missing", part)
 
 
 def _gains(row: dict) -> tuple[str, str]:
@@ -251,7 +258,8 @@ def weights_short(res: Path) -> str:
         rr = [r for r in rows if r["kind"] == kind]
         gap = max(abs(r["qsd"]["mean"] - r["dropout"]["mean"]) for r in rr)
         ratios = sorted(r["qsd"]["sd"] / r["dropout"]["sd"] for r in rr)
-        parts.append(f"{kind}s: means within {gap:.3f}, QSD's sd {ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's")
+        parts.append(f"{kind.replace('bias', 'biase')}s: means within {gap:.3f}, QSD's sd "
+                     f"{ratios[0]:.2f}-{ratios[-1]:.2f}x dropout's")
     return "descriptive, no test (over the layers): " + "; ".join(parts)
 
 
