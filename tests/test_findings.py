@@ -128,11 +128,3 @@ def test_an_arm_that_lost_every_seed_renders_and_keeps_its_verdict():
     lost = Result("QSD worse (lost 5 of 5 seeds: diverged)", estimate="n/a (0 pairs)", interval="[n/a, n/a]")
     assert lost.short() == "QSD worse (lost 5 of 5 seeds: diverged)"
     assert agreement(lost, Result("QSD worse", estimate="0.5 (5 pairs)", interval="[0.1, 0.9]")) == "yes"
-
-
-def test_a_tuned_verdict_says_when_most_picks_sit_on_the_grids_edge():
-    r = Result("no detectable difference", estimate="0.1 (5 pairs)", interval="[-0.1, 0.3]",
-               picks=("0.3, 0.3, 0.3, 0.3, 0.5 (4 at the grid's lowest)", "0.5, 0.8, 0.8 (2 at the grid's highest)"))
-    assert r.short() == ("no detectable difference, +0.10 [-0.10, +0.30], dropout's pick at the grid's lowest rate "
-                         "for 4 of 5 seeds; QSD's pick at the grid's highest rate for 2 of 3 seeds")
-    assert Result("QSD better", picks=("0.1, 0.3 (1 at the grid's lowest)", "")).edge() == ""

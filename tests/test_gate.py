@@ -70,7 +70,7 @@ def test_a_nan_metric_is_a_lost_seed_counted_as_divergence_is():
     longer = {("e", "r0"): {"run": "l0", "status": "completed", "test_metric": float("nan")}}
     assert arm(rows[:1], {**curves, "l0": FLAT}, longer).longer_lost == {0: "NaN"}
     dropout = Arm(test={0: 2.0}, valid={0: FLAT}, lost={1: "NaN"})
-    assert gate(dropout, full_arm(), full_arm(NONE)) == "dropout failed or diverged in 1 of 2 seeds"
+    assert gate(dropout, full_arm(), full_arm(NONE)) == "dropout failed, diverged or gave NaN in 1 of 2 seeds"
     assert loso_picks({0: [float("nan"), 3.0], 1: [1.0, 3.0], 2: [1.0, 3.0]})[1] == 1  # NaN rules its point out
 
 

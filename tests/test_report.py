@@ -222,9 +222,10 @@ def _row(reg, seed, hidden, valid, test, status="completed", run=None):
             "run": run or f"{reg}-{seed}-{hidden}"}
 
 
-def test_tuned_arm_picks_each_seeds_rate_on_the_other_seeds_validation_never_on_test():
-    """Leave one seed out: seed 0 gets the point best on seed 1's validation (a tie at 0.3 and 0.5: the lower
-    rate; 0.7 ruled out, where seed 1 diverged), seed 1 the point best on seed 0's (0.5)."""
+def test_tuned_arm_picks_on_validation_never_on_test_and_gates_on_the_other_seeds_picks():
+    """Each seed is compared at its own validation-best rate (seed 0: 0.5; seed 1: a tie at 0.3 and 0.5, the
+    lower rate, 0.7 diverged), so seeds stay independent for the paired interval; the gate reads each seed at
+    the rate the other seeds' validation picks (seed 0: a tie on seed 1's, 0.3; seed 1: seed 0's best, 0.5)."""
     from qsd.report.result_tables import _tuned_arm
 
     grid = [{"rate_input": 0.2, "rate_hidden": h} for h in (0.3, 0.5, 0.7)]
@@ -233,8 +234,9 @@ def test_tuned_arm_picks_each_seeds_rate_on_the_other_seeds_validation_never_on_
             _row("dropout", 1, 0.3, valid=1.0, test=2.2), _row("dropout", 1, 0.5, valid=1.0, test=2.1),
             _row("dropout", 1, 0.7, valid=0.1, test=0.1, status="diverged"),
             _row("dropout", 2, 0.9, valid=0.1, test=0.1)]  # off the grid: ignored
-    a, picked = _tuned_arm(rows, grid, {}, "hidden")
-    assert picked == {0: 0.3, 1: 0.5} and a.test == {0: 1.0, 1: 2.1} and not a.lost
+    tuned = _tuned_arm(rows, grid, {}, "hidden")
+    assert tuned.rates == {0: 0.5, 1: 0.3} and tuned.arm.test == {0: 3.0, 1: 2.2} and not tuned.arm.lost  # compared
+    assert tuned.gated.test == {0: 1.0, 1: 2.1}  # what the gate reads: seed 0 at 0.3, seed 1 at 0.5
 
 
 def test_picks_on_the_grids_edge_are_counted():

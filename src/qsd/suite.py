@@ -136,8 +136,8 @@ def plan(scale: str, replicate: bool = False) -> list[Run]:
                 except ConfigError as e:
                     raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
-                own = [k for o, k in zip(expanded, standards) if f"seed={cfg.seed}" in o] if lengthens else []
-                grid = tuple(standards) if len(own) > 1 else ()  # every seed's grid: a seed's rate is picked on the others'
+                rates = {next((x for x in o if x.startswith("rates=")), "") for o in expanded if f"seed={cfg.seed}" in o}
+                grid = tuple(standards) if lengthens and len(rates) > 1 else ()  # a rate grid: every seed's runs'
                 old = runs.get(key)
                 run = old or Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed, cfg.train.threads,
                                  cfg.data.name, cfg.train.epochs, lengthens=standard.split("/")[-1], grid=grid)

@@ -68,13 +68,16 @@ def arm(runs: list[dict], curves: dict[str, list[float]], longer: dict[tuple[str
     a = Arm()
     for r in runs:
         curve = curves.get(r["run"], [])
+        if r["status"] == "completed" and r.get("test_metric", "") == "":
+            continue  # no test metric recorded: not a result
         if r["status"] == "completed" and _finite(r, curve):
             a.test[r["seed"]] = float(r["test_metric"])
             a.valid[r["seed"]] = curve
             twin = (longer or {}).get((r["experiment"], r["run"]))
-            if twin and twin["status"] == "completed" and _finite(twin, curves.get(twin["run"], [])):
-                a.longer[r["seed"]] = curves[twin["run"]]
-            elif twin and (twin["status"] in LOST or twin["status"] == "completed"):
+            twin_curve = curves.get(twin["run"], []) if twin else []
+            if twin and twin["status"] == "completed" and twin_curve and _finite(twin, twin_curve):
+                a.longer[r["seed"]] = twin_curve
+            elif twin and (twin["status"] in LOST or twin["status"] == "completed" and twin_curve):
                 a.longer_lost[r["seed"]] = twin["status"] if twin["status"] in LOST else "NaN"
         elif r["status"] in LOST or r["status"] == "completed":
             a.lost[r["seed"]] = r["status"] if r["status"] in LOST else "NaN"
@@ -99,45 +102,55 @@ def unpaired(dropout: Arm, qsd: Arm, planned: int) -> str | None:
     return f"incomplete: {done} of {planned} seeds finished" if done < planned else None
 
 
-def missing_inputs(dropout: Arm, qsd: Arm, none: Arm | None, planned: int) -> str | None:
+def missing_inputs(dropout: Arm, qsd: Arm, none: Arm | None, planned: int,
+                   gated: tuple[Arm, Arm] | None = None) -> str | None:
     """Why the comparison is not complete yet, or None: a seed with a result in one arm only, fewer than
-    ``planned`` seeds in both, ``none``'s runs not all there, or an arm's seed without its run trained
-    LONGER x the epochs (the gate's convergence test: planned for every compared seed of both arms)."""
-    gaps = [g for g in [unpaired(dropout, qsd, planned)] if g]
+    ``planned`` seeds in both, ``none``'s runs not all there, or a seed of an arm the gate reads (``gated``,
+    else the compared ones) without its run trained LONGER x the epochs (planned for every such seed of both
+    arms)."""
+    gaps = [g.removeprefix("incomplete: ") for g in [unpaired(dropout, qsd, planned)] if g]
     if none is None or len(result_seeds(none)) < planned:
-        gaps.append(f"incomplete: none has finished {0 if none is None else len(result_seeds(none))} of {planned} seeds")
-    for name, a in (("dropout", dropout), ("QSD", qsd)):
+        gaps.append(f"none has finished {0 if none is None else len(result_seeds(none))} of {planned} seeds")
+    for name, a in zip(("dropout", "QSD"), gated or (dropout, qsd)):
         without = sorted(set(a.test) - set(a.longer) - set(a.longer_lost))
         if without:
-            gaps.append(f"incomplete: {name}'s {LONGER:g}x-epoch runs missing for seed(s) {', '.join(map(str, without))}")
-    return "; ".join(g.removeprefix("incomplete: ") if i else g for i, g in enumerate(gaps)) or None
+            gaps.append(f"{name}'s {LONGER:g}x-epoch runs missing for seed(s) {', '.join(map(str, without))}")
+    return "incomplete: " + "; ".join(gaps) if gaps else None
 
 
-def gate(dropout: Arm, qsd: Arm, none: Arm | None) -> str | None:
+def gate(dropout: Arm, qsd: Arm, none: Arm | None, gated: tuple[Arm, Arm] | None = None) -> str | None:
     """The baseline-sanity gate on what is there: why no verdict is given, or None. Dropout must have lost
     no seed, beat none on validation and have converged; QSD must have converged (a lost QSD seed is a
-    result: it counts against QSD, ``compare``)."""
-    valid = {s: c for s, c in dropout.valid.items() if c}
-    if dropout.lost:
-        return f"dropout failed or diverged in {len(dropout.lost)} of {len(dropout.lost) + len(dropout.test)} seeds"
+    result: it counts against QSD, ``compare``). ``gated``: the dropout and QSD arms the gate reads where they
+    are not the compared ones (a tuned comparison's runs at the rates the other seeds pick)."""
+    g_dropout, g_qsd = gated or (dropout, qsd)
+    if dropout.lost or g_dropout.lost:
+        lost = len(dropout.lost) or len(g_dropout.lost)
+        return f"dropout failed, diverged or gave NaN in {lost} of {lost + len(dropout.test)} seeds"
+    valid = {s: c for s, c in g_dropout.valid.items() if c}
     if not valid:
         return "no completed dropout runs"
     none_valid = {s: c for s, c in none.valid.items() if c} if none else {}
+    if none and not none_valid:
+        return "no completed none run to compare dropout with on validation"
     return (none_valid and beats_none(valid, none_valid)) or \
-        convergence("dropout", valid, dropout.longer, len(dropout.longer_lost)) or \
-        convergence("QSD", {s: c for s, c in qsd.valid.items() if c}, qsd.longer, len(qsd.longer_lost)) or None
+        convergence("dropout", valid, g_dropout.longer, len(g_dropout.longer_lost)) or \
+        convergence("QSD", {s: c for s, c in g_qsd.valid.items() if c}, g_qsd.longer, len(g_qsd.longer_lost)) or None
 
 
-def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None) -> dict[str, object]:
+def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None,
+            gated: tuple[Arm, Arm] | None = None) -> dict[str, object]:
     """Paired QSD - dropout difference (lower is better) and its verdict, or why none is given: while a
     planned input is missing (``missing_inputs``: a seed, the ``none`` runs, an arm's longer runs), what is
-    missing, with the gate's reason on what is there after it (provisional); else the gate's reason."""
+    missing, with the gate's reason on what is there after it (provisional); else the gate's reason.
+    ``gated``: the arms the gate reads, where they are not the compared ones (``gate``)."""
+    g_dropout, g_qsd = gated or (dropout, qsd)
     d = paired_difference(dropout.test, qsd.test)
     out = {"qsd_minus_dropout": d["diff"], "n_pairs": d["n_pairs"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
            "boot_lo": d["lo"], "boot_hi": d["hi"],
            **{f"{key}_gain": gain_cell({s: c for s, c in a.valid.items() if c}, a.longer)
-              for key, a in (("dropout", dropout), ("qsd", qsd))}}
-    reason, gap = gate(dropout, qsd, none), missing_inputs(dropout, qsd, none, planned)
+              for key, a in (("dropout", g_dropout), ("qsd", g_qsd))}}
+    reason, gap = gate(dropout, qsd, none, gated), missing_inputs(dropout, qsd, none, planned, gated)
     if gap:
         out["verdict"] = f"{gap} (so far: {reason})" if reason else gap
     elif reason:

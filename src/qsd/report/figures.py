@@ -15,7 +15,7 @@ import torch
 from ..provenance import pair_commit
 from ..regularisers import build
 from . import recipes
-from .compare import WITHHELD, Arm, arm, read_collected, read_runs, recipe_comparison, unpaired
+from .compare import WITHHELD, Arm, arm, compare, read_collected, read_runs, recipe_comparison
 from .gate import SHORT_RULE
 from .select import (MATCHED, absent_reason, by_reg, is_default_qsd, main_runs, matched_runs, on_grid, ordered,
                      recipe_runs)
@@ -185,16 +185,17 @@ def render_fig4_sparsity(res: Path, scale: str) -> None:
          f"Wilson on the units of all seeds pooled; {SHORT_RULE}")
     write_table(res, "fig4_sparsity", rows, scale, "Test-time sparsity of hidden ReLU layers (MLP, MNIST)")
     recipe = recipe_comparison(all_runs, curves, longer, "mlp_mnist", recipes.SEEDS[scale])
-    gate, d_arm = recipe["verdict"], recipe["arms"].get("dropout", Arm())
+    d_arm, none = recipe["arms"].get("dropout", Arm()), recipe["arms"].get("none")
     compared = [("(a) recipe rate", sp, recipe["arms"].get("qsd", Arm()))]
     for mapping, what in MATCHED.items():  # QSD at dropout's zero fraction or variance (table3 c), same dropout runs
         matched = matched_runs(all_runs, "mlp_mnist", mapping)
         names = {r["run"] for r in matched if r["status"] == "completed"}
         compared.append((f"(c) QSD at {what} ({mapping} mapping)", [s for s in sparsity if s["run"] in names],
-                         arm(matched, curves)))
+                         arm(matched, curves, longer)))
     diffs = []
-    for comparison, qsd_rows, q_arm in compared:
-        withheld = gate if gate.startswith(WITHHELD) else unpaired(d_arm, q_arm, recipes.SEEDS[scale])
+    for comparison, qsd_rows, q_arm in compared:  # the test error's gate, inputs and verdict decide each comparison's
+        judged = compare(d_arm, q_arm, recipes.SEEDS[scale], none)["verdict"]
+        withheld = judged if judged.startswith(WITHHELD) else None
         for key, _ in SPARSITY:
             for i, l in enumerate(layers):
                 dropout = by_reg([s for s in sp if s["layer"] == l and s["regulariser"] == "dropout"], key)

@@ -136,21 +136,10 @@ class Result:
             return ""
         return f"{_signed(est[0])} [{_signed(ci[0])}, {_signed(ci[1])}]"
 
-    def edge(self) -> str:
-        """Which arm's picks lie on an edge of its grid for most seeds (its best rate may lie beyond it),
-        from the picks' cells ('0.3, 0.3, 0.5 (2 at the grid's lowest)'); '' where none does."""
-        out = []
-        for name, cell in zip(("dropout", "QSD"), self.picks):
-            seeds = len(cell.split(" (")[0].split(",")) if cell else 0
-            for n, side in re.findall(r"(\d+) at the grid's (lowest|highest)", cell):
-                if 2 * int(n) > seeds:
-                    out.append(f"{name}'s pick at the grid's {side} rate for {n} of {seeds} seeds")
-        return "; ".join(out)
-
     def short(self) -> str:
         """The verdict in a few words: the word and the difference, or why there is none."""
         if word(self.verdict):
-            return ", ".join(filter(None, (self.verdict, self.difference(), self.edge())))
+            return ", ".join(filter(None, (self.verdict, self.difference())))
         if self.verdict.startswith("not comparable: "):
             reason = self.verdict[len("not comparable: "):].split(" (validation")[0]
             return "withheld: " + re.sub(r" on validation \(\S+ vs \S+\)", "", reason)

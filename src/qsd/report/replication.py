@@ -43,25 +43,27 @@ def comparisons(res: Path) -> dict[tuple[str, str], dict]:
     return out
 
 
-def _estimate(cell: str) -> tuple[float, float] | None:
-    """(estimate, standard error) from a cell '0.102 (5 pairs) [-0.07259, 0.2766]' (the paired t 95% interval
-    gives the error: its half-width over t(0.975, pairs - 1)); None where the cell has no interval."""
+def _estimate(cell: str) -> tuple[float, float, int] | None:
+    """(estimate, standard error, pairs) from a cell '0.102 (5 pairs) [-0.07259, 0.2766]' (the paired t 95%
+    interval gives the error: its half-width over t(0.975, pairs - 1)); None where the cell has no interval."""
     m = re.fullmatch(r"(\S+) \((\d+) pairs\) \[(\S+), (\S+)\]", cell)
     if not m or int(m.group(2)) < 2 or "n/a" in cell:
         return None
     est, n, lo, hi = float(m.group(1)), int(m.group(2)), float(m.group(3)), float(m.group(4))
-    return est, (hi - lo) / 2 / float(stats.t.ppf(0.975, n - 1))
+    return est, (hi - lo) / 2 / float(stats.t.ppf(0.975, n - 1)), n
 
 
 def prediction(original: str, fresh: str) -> str:
     """Whether the fresh seeds' estimate lies inside the 95% prediction interval the main estimate gives
-    for a replication, main ± 1.96 sqrt(se_main^2 + se_fresh^2) (Patil, Peng & Leek 2016, "What should
-    researchers expect when they replicate studies?", Perspect Psychol Sci 11:539): 'inside [lo, hi]',
-    'outside [lo, hi]', or '' where either side has no interval."""
+    for a replication (Patil, Peng & Leek 2016, "What should researchers expect when they replicate
+    studies?", Perspect Psychol Sci 11:539): main ± q sqrt(se_main^2 + se_fresh^2), with q the t quantile on
+    the two estimates' degrees of freedom (pairs - 1 each), since both errors are estimated from few seeds
+    (1.96, as for known variances, would cover about 91% at 5 pairs): 'inside [lo, hi]', 'outside [lo, hi]',
+    or '' where either side has no interval."""
     a, b = _estimate(original), _estimate(fresh)
     if not a or not b:
         return ""
-    half = 1.96 * math.hypot(a[1], b[1])
+    half = float(stats.t.ppf(0.975, a[2] + b[2] - 2)) * math.hypot(a[1], b[1])
     lo, hi = a[0] - half, a[0] + half
     return f"{'inside' if lo <= b[0] <= hi else 'outside'} [{lo:+.3g}, {hi:+.3g}]"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 from . import recipes
 from .compare import Arm, arm, compare, read_collected, read_runs, recipe_comparison
@@ -64,11 +65,20 @@ TUNED = {"mlp_mnist": ("MLP / MNIST (error %)", "hidden"), "cnn_fashion": ("CNN 
          "lstm_imdb": ("LSTM / IMDB (error %)", "output"), "lstm_rt": ("LSTM / Rotten Tomatoes (error %)", "output")}
 
 
+class Tuned(NamedTuple):
+    """One regulariser tuned on a rate grid (table3 b): ``arm``, each seed at its own validation-best rate
+    (what is compared and tested), ``rates``, those rates by seed, and ``gated``, each seed at the rate the
+    *other* seeds' validation picks (``loso_picks``: what the gate reads, never a value selected for being low)."""
+
+    arm: Arm
+    rates: dict[int, float]
+    gated: Arm
+
+
 def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]], slot: str,
-               longer: dict[tuple[str, str], dict] | None = None) -> tuple[Arm, dict[int, float]]:
-    """Per seed, the grid point ``loso_picks`` gives it (the lowest mean final validation metric over the
-    other seeds), and that run: the Arm of the chosen runs and seed -> chosen rate of ``slot``. A run that
-    diverged or failed rules its point out; a seed without a finished run at every grid point is left out."""
+               longer: dict[tuple[str, str], dict] | None = None) -> Tuned:
+    """``Tuned`` from one regulariser's grid runs. A run that diverged or failed rules its point out of a pick;
+    a seed without a finished run at every grid point is left out."""
     full: dict[int, list[dict]] = {}
     for seed, rr in group([r for r in rows if on_grid(r, grid)], lambda r: r["seed"]).items():
         at = {grid.index(on_grid(r, grid)): r for r in rr}
@@ -76,9 +86,11 @@ def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]
             full[seed] = [at[i] for i in range(len(grid))]
     final = lambda r: float(r["valid_" + r["metric"]]) if r["status"] == "completed" and \
         r.get("valid_" + r["metric"], "") != "" else None
-    picks = loso_picks({seed: [final(r) for r in points] for seed, points in full.items()})
-    chosen = {seed: full[seed][i] for seed, i in picks.items()}
-    return arm(list(chosen.values()), curves, longer), {s: r["rate_" + slot] for s, r in chosen.items()}
+    valid = {seed: [final(r) for r in points] for seed, points in full.items()}
+    own = {seed: full[seed][loso_picks({seed: v})[seed]] for seed, v in valid.items()}  # a lone seed: its own best
+    other = {seed: full[seed][i] for seed, i in loso_picks(valid).items()}
+    return Tuned(arm(list(own.values()), curves, longer), {s: r["rate_" + slot] for s, r in own.items()},
+                 arm(list(other.values()), curves, longer))
 
 
 def _picks(picked: dict[int, float], grid: list[float]) -> str:
@@ -110,32 +122,35 @@ def render_table3_tuned(res: Path, scale: str) -> None:
         none = arm([r for r in recipe_runs(runs, e) if r["regulariser"] == "none"], curves)
         tuned = {reg: _tuned_arm([r for r in sel if r["regulariser"] == reg], grid, curves, slot, longer)
                  for reg in ("dropout", "qsd")}
+        gated = (tuned["dropout"].gated, tuned["qsd"].gated)
         recipe = recipe_comparison(runs, curves, longer, e, recipes.SEEDS[scale])["arms"]
-        cases = []  # (comparison, dropout's and QSD's (Arm, picks)), or (comparison, why it is not run)
-        if all(a.test or a.lost for a, _ in tuned.values()):
-            cases.append(("(b) each at its validation-best rate", (tuned["dropout"], tuned["qsd"])))
+        cases = []  # (comparison, dropout's and QSD's (Arm, picks), the arms the gate reads), or (comparison, why not)
+        if all(t.arm.test or t.arm.lost for t in tuned.values()):
+            cases.append(("(b) each at its validation-best rate",
+                          ((tuned["dropout"].arm, tuned["dropout"].rates), (tuned["qsd"].arm, tuned["qsd"].rates)), gated))
         else:
             cases.append(("(b) each at its validation-best rate",
-                          "not run yet: no seed has a finished run at every rate of the grid"))
+                          "not run yet: no seed has a finished run at every rate of the grid", None))
         if "dropout" in recipe and "qsd" in recipe:
-            cases.append(("(a) recipe rate", ((recipe["dropout"], {}), (recipe["qsd"], {}))))
+            cases.append(("(a) recipe rate", ((recipe["dropout"], {}), (recipe["qsd"], {})), None))
         for mapping, what in MATCHED.items():
             comparison, matched = f"(c) recipe rate, QSD at {what} ({mapping} mapping)", matched_runs(runs, e, mapping)
             if matched and "dropout" in recipe:
-                cases.append((comparison, ((recipe["dropout"], {}), (arm(matched, curves), {}))))
+                cases.append((comparison, ((recipe["dropout"], {}), (arm(matched, curves, longer), {})), None))
             elif mapping in recipes.swept("table3_tuned", e, "regulariser.mapping"):
-                cases.append((comparison, f"not run yet: no finished QSD run with the {mapping} mapping"))
-        for comparison, arms in cases:
+                cases.append((comparison, f"not run yet: no finished QSD run with the {mapping} mapping", None))
+        for comparison, arms, gate_reads in cases:
             if isinstance(arms, str):
                 rows.append({"experiment": label, "comparison": comparison, "verdict": arms})
                 continue
             (d_arm, d_rates), (q_arm, q_rates) = arms
-            c = compare(d_arm, q_arm, recipes.SEEDS[scale], none if none.test or none.lost else None)
+            c = compare(d_arm, q_arm, recipes.SEEDS[scale], none if none.test or none.lost else None, gate_reads)
             rates = [g["rate_" + slot] for g in grid]
             edges = [f"{name}'s best rate is at the grid's edge ({edge:g})" for name, picked in
                      (("dropout", d_rates), ("QSD", q_rates)) if picked and (edge := at_edge(picked, rates)) is not None]
-            if edges and not str(c["verdict"]).startswith("incomplete"):
-                c["verdict"] = "not comparable: " + "; ".join(edges)
+            if edges and not str(c["verdict"]).startswith("incomplete"):  # withheld, with any other reason kept
+                other = str(c["verdict"]).removeprefix("not comparable: ") if c["verdict"].startswith("not comparable") else ""
+                c["verdict"] = "not comparable: " + "; ".join([*edges, *filter(None, [other])])
             for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
                 rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,
                              "best_rate": _picks(picked, [g["rate_" + slot] for g in grid]) if picked else "recipe",

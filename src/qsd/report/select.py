@@ -66,7 +66,8 @@ def loso_picks(valid: dict[int, list[float | None]]) -> dict[int, int]:
     mean final validation metric over the *other* seeds (leave one seed out), so that a seed's own noise
     never picks its rate and the gate, reading that seed's values at the pick, reads values not selected
     for being low. ``valid``: seed -> the final validation metric per grid point, None (or NaN) where the
-    run diverged or failed, which rules the point out for the seeds that use it. Ties go to the earlier
+    run diverged or failed, which rules the point out for every other seed (the seed whose run was lost there
+    may still be given it, and is then a lost seed). Ties go to the earlier
     point (the lower rate: every manifest lists its grid in ascending order). A lone seed is tuned on its
     own values (a smoke suite's single seed: there are no others)."""
     score = lambda v: v if v is not None and math.isfinite(v) else math.inf
