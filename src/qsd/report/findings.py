@@ -419,7 +419,7 @@ def claim_rows(tables: Tables, claim: Claim) -> list[tuple[str, str, str]]:
     for c in claim.comparisons:
         r = tables.result(c)
         fresh = tables.replication(c)
-        out.append((c.name, r.short() if r else "not collected", fresh if r and word(r.verdict) else ""))
+        out.append((c.name, r.short() if r else "not run yet", fresh if r and word(r.verdict) else ""))
     return out
 
 
@@ -430,12 +430,12 @@ def render_comparison(results: Path) -> str:
     for claim in CLAIMS:
         for c in claim.comparisons or ():
             got = {s: t.result(c) for s, t in by_scale.items()}
-            rows.append([f"{claim.key}. {c.name}", *(r.short() if r else "not collected" for r in got.values()),
+            rows.append([f"{claim.key}. {c.name}", *(r.short() if r else "not run yet" for r in got.values()),
                          agreement(got["cpu"], got["paper"])])
         if claim.key in ("2", "3"):
             short = sparsity_short if claim.key == "2" else weights_short
             rows.append([f"{claim.key}. {claim.text}", *(short(results / s) for s in SCALES), ""])
-    rows += [[f"beyond. {c.name}", *((r := t.result(c)) and r.short() or "not collected" for t in by_scale.values()),
+    rows += [[f"beyond. {c.name}", *((r := t.result(c)) and r.short() or "not run yet" for t in by_scale.values()),
               agreement(*(t.result(c) for t in by_scale.values()))] for c in BEYOND]
     return "\n".join([
         "# The same comparisons at cpu and paper scale", "",
