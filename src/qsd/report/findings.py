@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..io import write_text
 from . import recipes
-from .stats import VERDICTS
+from .replication import word
 from .tables import read_csv
 
 RECIPE = "(a) recipe rate"
@@ -109,11 +109,6 @@ def _arm(cell: str) -> str:
     mean, sd, n, lost = m.groups()
     number = lambda x: f"{float(x):.2f}" if x not in ("n/a", "nan") else "n/a"
     return f"{number(mean)}{' ± ' + number(sd) if number(sd) != 'n/a' else ''} (n={n}{lost})"
-
-
-def word(verdict: str) -> str | None:
-    """The verdict's word, or None where none was given (withheld, incomplete, not run)."""
-    return next((w for w in VERDICTS if verdict.startswith(w)), None)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from . import recipes
 from .compare import Arm, arm, compare, read_collected, read_runs, recipe_comparison
 from .gate import RULE
 from .select import (MATCHED, REGS, absent_reason, is_default_qsd, loso_picks, main_runs, matched_runs, on_grid,
-                     ordered, recipe_runs)
+                     ordered, recipe_runs, validation_best)
 from .stats import mean_ci
 from .tables import fmt, group, read_csv, write_missing, write_table
 
@@ -87,7 +87,7 @@ def _tuned_arm(rows: list[dict], grid: list[dict], curves: dict[str, list[float]
     final = lambda r: float(r["valid_" + r["metric"]]) if r["status"] == "completed" and \
         r.get("valid_" + r["metric"], "") != "" else None
     valid = {seed: [final(r) for r in points] for seed, points in full.items()}
-    own = {seed: full[seed][loso_picks({seed: v})[seed]] for seed, v in valid.items()}  # a lone seed: its own best
+    own = {seed: full[seed][validation_best(v)] for seed, v in valid.items()}
     other = {seed: full[seed][i] for seed, i in loso_picks(valid).items()}
     return Tuned(arm(list(own.values()), curves, longer), {s: r["rate_" + slot] for s, r in own.items()},
                  arm(list(other.values()), curves, longer))

@@ -61,21 +61,26 @@ def ordered(regs) -> list[str]:
     return [g for g in REGS if g in regs] + sorted(set(regs) - set(REGS))
 
 
-def loso_picks(valid: dict[int, list[float | None]]) -> dict[int, int]:
-    """The grid point each seed is tuned to (table3 b): seed -> the index of the point with the lowest
-    mean final validation metric over the *other* seeds (leave one seed out), so that a seed's own noise
-    never picks its rate and the gate, reading that seed's values at the pick, reads values not selected
-    for being low. ``valid``: seed -> the final validation metric per grid point, None (or NaN) where the
-    run diverged or failed, which rules the point out for every other seed (the seed whose run was lost there
-    may still be given it, and is then a lost seed). Ties go to the earlier
-    point (the lower rate: every manifest lists its grid in ascending order). A lone seed is tuned on its
-    own values (a smoke suite's single seed: there are no others)."""
+def validation_best(valid: list[float | None]) -> int:
+    """The grid point a seed is tuned to (table3 b): the index of the lowest final validation metric, ties
+    to the earlier point (the lower rate: every manifest lists its grid in ascending order); None or NaN
+    marks a point without one (diverged, failed), which is never picked unless every point is one."""
     score = lambda v: v if v is not None and math.isfinite(v) else math.inf
+    return min(range(len(valid)), key=lambda i: (score(valid[i]), i))
+
+
+def loso_picks(valid: dict[int, list[float | None]]) -> dict[int, int]:
+    """The grid point each seed is given for the gate (table3 b): seed -> ``validation_best`` of the mean
+    final validation metric over the *other* seeds (leave one seed out), so that the gate, reading that
+    seed's values there, reads values its own noise did not pick. ``valid``: seed -> the final validation
+    metric per grid point, None (or NaN) where the run diverged or failed, which rules the point out for
+    every other seed (the seed whose run was lost there may still be given it, and is then a lost seed).
+    A lone seed is given its own best point (a smoke suite's single seed: there are no others)."""
+    inf = lambda v: v if v is not None and math.isfinite(v) else math.inf
     out = {}
     for seed in valid:
         others = [v for s, v in valid.items() if s != seed] or [valid[seed]]
-        means = [sum(score(v[i]) for v in others) / len(others) for i in range(len(valid[seed]))]
-        out[seed] = min(range(len(means)), key=lambda i: (means[i], i))
+        out[seed] = validation_best([sum(inf(v[i]) for v in others) / len(others) for i in range(len(valid[seed]))])
     return out
 
 
