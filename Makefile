@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCALE  ?= cpu
 JOBS   ?= auto
+STACK  ?= 1
 VERBOSE ?=
 ONLY   ?=
 SET    ?=
 FRESH  ?=
-RUN_ARGS = --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SET),--set $(SET)) $(if $(VERBOSE),--verbose) $(RESULTS_ARG)
+RUN_ARGS = --scale $(SCALE) --jobs $(JOBS) --stack $(STACK) $(if $(ONLY),--only $(ONLY)) $(if $(SET),--set $(SET)) $(if $(VERBOSE),--verbose) $(RESULTS_ARG)
 # FRESH=DIR: train every run anew into DIR/runs/ and render into DIR/results/ (the committed runs are not reused)
 RESULTS_ARG = $(if $(FRESH),--results $(abspath $(FRESH))/results)
 FRESH_ENV = $(if $(FRESH),QSD_RUNS_ROOT=$(abspath $(FRESH))/runs)
@@ -33,8 +34,9 @@ SCALES := smoke cpu paper
 check-args:
 	@case " $(SCALES) " in *" $(SCALE) "*) ;; *) echo "SCALE must be one of: $(SCALES) (got '$(SCALE)')" >&2; exit 2;; esac
 	@case "$(JOBS)" in auto) ;; ''|*[!0-9]*|0) echo "JOBS must be auto or an integer >= 1 (got '$(JOBS)')" >&2; exit 2;; esac
+	@case "$(STACK)" in auto) ;; ''|*[!0-9]*|0) echo "STACK must be auto or an integer >= 1 (got '$(STACK)')" >&2; exit 2;; esac
 
-reproduce-all: check-args data  ## train the runs not committed yet, collect, render all figures/tables/reports: SCALE=smoke|cpu|paper JOBS=auto|N ONLY="<ids>" SET="train.cuda_graphs=false" VERBOSE=1 FRESH=DIR (retrain all into DIR)
+reproduce-all: check-args data  ## train the runs not committed yet, collect, render all figures/tables/reports: SCALE=smoke|cpu|paper JOBS=auto|N STACK=1|N|auto ONLY="<ids>" SET="train.cuda_graphs=false" VERBOSE=1 FRESH=DIR (retrain all into DIR)
 	$(FRESH_ENV) $(BIN)/qsd-reproduce $(RUN_ARGS)
 
 replicate: check-args data  ## the same runs on fresh seeds, each verdict beside the main one (results/SCALE/replication/); same options

@@ -97,7 +97,7 @@ def test_a_paper_run_never_timed_on_a_cpu_is_not_guessed(tmp_path):
     assert text.startswith(f"about {clock(mlp_s)} left on 2 parallel run(s)")
     assert f"not counting {len(cnn)} whose experiment was not timed on cpu yet" in text
     assert queue.time_left(cnn).startswith(f"time left unknown (none of the {len(cnn)} runs' experiments")
-    assert "no pace recorded on cpu" in queue._over_budget(cnn[0], 0.0) and queue._over_budget(mlp[0], 0.0) == ""
+    assert "no pace recorded on cpu" in queue._over_budget(cnn[:1], 0.0) and queue._over_budget(mlp[:1], 0.0) == ""
     gpu = Queue(runs, 0, 2, tmp_path, "paper", {}, device="cuda:0")
     assert gpu.seconds(cnn[0]) == pytest.approx(300.0) and "a guess" in gpu.time_left(runs)
 
@@ -185,6 +185,28 @@ def test_results_do_not_depend_on_the_number_of_parallel_runs(tiny_root, tmp_pat
         last = json.loads((root / outcomes[-1].run.key / "summary.json").read_text())
         assert queue.estimate["mlp_mnist"] == last["wall_s"] / last["epochs_done"]  # the pace it learned
     assert metrics[1] == metrics[2]
+
+
+def test_a_stacked_queue_trains_each_run_as_one_run_a_process_does(tiny_root, tmp_path, monkeypatch):
+    """``--stack``: compatible runs go to one worker as one job; each run's folder, status and numbers are its
+    single run's (to float rounding), with ``stack`` recorded; runs of another schedule form their own job."""
+    monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))
+    runs = _runs(*[["experiment=mlp_mnist", f"regulariser={reg}", f"seed={seed}", *TINY]
+                   for reg, seed in (("dropout", 0), ("qsd", 0), ("qsd", 1))],
+                 ["experiment=mlp_mnist", "regulariser=qsd", "seed=0", *TINY, "train.epochs=3"])
+    metrics = {}
+    for stack in (1, 4):
+        monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path / f"stack{stack}"))
+        root = tmp_path / f"stack{stack}" / "smoke"
+        queue = Queue(runs, 0, 1, root, "smoke", {}, stack=stack)
+        assert sorted(o.status for o in queue.run()) == ["completed"] * 4
+        metrics[stack] = {r.key: _metrics(root / r.key) for r in runs}
+        assert [json.loads((root / r.key / "summary.json").read_text())["stack"] for r in runs] == \
+            ([1] * 4 if stack == 1 else [3, 3, 3, 1])
+    for key, rows in metrics[1].items():
+        for row, want in zip(metrics[4][key], rows, strict=True):
+            assert row.keys() == want.keys()
+            assert all(row[k] == pytest.approx(v, rel=1e-5) for k, v in want.items())
 
 
 def test_settings_reach_every_run_and_leave_its_folder_alone(tiny_root, tmp_path, monkeypatch):

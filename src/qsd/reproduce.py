@@ -36,7 +36,7 @@ from .report import figures, findings, recipes, result_tables
 from .report.collect import collect
 from .report.compare import WITHHELD
 from .report.replication import TABLES, render_replication
-from .runqueue import Queue, auto_jobs, clock, estimates
+from .runqueue import Queue, auto_jobs, clock, estimates, memory_per_run
 from .train import ConfigError
 
 log = logging.getLogger("qsd.reproduce")
@@ -100,6 +100,14 @@ def publish(results: Path, scale: str, before: dict[Path, bytes]) -> None:
                    f"render at code commit {git_commit()} (the last commit that changed src/, configs/, experiments/, "
                    f"benchmarks/ or pyproject.toml; +dirty: with uncommitted changes to them). The runs' own commits "
                    f"are in each figure's footer and table's title.\n")
+
+
+def stack_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def jobs_arg(value: str) -> int:
@@ -195,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", choices=sorted(suite.SEEDS), default="cpu")
     ap.add_argument("--jobs", type=jobs_arg, default="auto",
                     help="parallel runs, 'auto' (default: as many as the cores and memory hold, 1 thread each) or N")
+    ap.add_argument("--stack", type=stack_arg, default=1,
+                    help="runs a worker trains as one stacked model (same experiment and schedule, any seed, "
+                         "regulariser and rates): 1 (default, one run a process), N, or 'auto' (on CUDA as many as "
+                         "the GPU's memory holds, measured; on a CPU only where stacks measured faster)")
     ap.add_argument("--only", nargs="*", help="figure/table ids to run and render (default: all; --list shows them)")
     ap.add_argument("--experiments", nargs="*", metavar="NAME",
                     help="only the runs of these experiments (e.g. mlp_mnist), within --only's figures")
@@ -295,7 +307,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     budget_s = None if args.time_budget is None else args.time_budget * 60
     side_by_side = max(1, min(args.jobs, len(todo) + len(picked)))
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
-                  estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings, device)
+                  estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings, device, args.stack,
+                  memory_per_run(timed))
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
           f"already finished, {queue.time_left(todo + picked)}; {max((r.threads for r in wanted), default=1)} CPU "
           f"thread(s) each, on {device}")
@@ -321,7 +334,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if later:  # their seeds' grids have finished: the rates they picked
             left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
             outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,
-                              left, args.settings, device).run()
+                              left, args.settings, device, args.stack, queue.memory).run()
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")

@@ -1,5 +1,6 @@
 """One pool of ``jobs`` workers for the suite's runs. Each worker is a long-lived process
-(``qsd.worker``) that trains one run after another, writing the run's output to its ``train.log``.
+(``qsd.worker``) that trains one job after another, writing its output to the runs' ``train.log``: a job
+is one run, or with ``stack`` several compatible runs trained as one stacked model (``stack.py``).
 The terminal gets a progress bar (or, without a terminal, one line per finished run) with an ETA.
 A failed run is recorded and the queue goes on; Ctrl-C stops every run at once, and the same
 command later continues where it stopped."""
@@ -47,12 +48,15 @@ def estimates(finished: dict[str, Path], device: str, jobs: int) -> dict[str, fl
     runs at once is stretched by ``jobs / w`` where ``jobs`` is wider (the GPU taken as saturated at ``w``:
     the paper CNNs finished 3.5-3.8 runs a minute at 5 and at 16), and kept where it is narrower (an
     over-estimate, the safe side for a time budget); a run that did not record ``w`` is taken as is. On a
-    CPU each run has its own core(s) (``auto_jobs``)."""
+    CPU each run has its own core(s) (``auto_jobs``). A run trained in a stack of G counts 1/G of its wall
+    time (its share of the stack's)."""
     kind = device.split(":")[0]
     per_epoch: dict[str, list[float]] = {}
     for key, path in finished.items():
         s = runstore.read_summary(path) or {}
         wall, epochs, width = s.get("wall_s"), s.get("epochs_done"), s.get("jobs")
+        if isinstance(wall, (int, float)) and isinstance(s.get("stack"), int) and s["stack"] > 1:
+            wall /= s["stack"]  # a stack's members share its wall time: each run's share
         if str(s.get("device", "")).split(":")[0] == kind and isinstance(wall, (int, float)) \
                 and isinstance(epochs, int) and epochs > 0:
             stretch = max(1.0, jobs / width) if kind == "cuda" and isinstance(width, int) and width > 0 else 1.0
@@ -68,6 +72,31 @@ def clock(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min"
 
 
+MEMBER_AXIS = ("seed", "regulariser", "rates")  # what runs of one stack may differ in (and regulariser.*, rates.*)
+AUTO_CPU = ("mlp_mnist", "mlp_sensitivity")  # experiments whose stacks measured faster than one run a process on
+                                              # a CPU (docs/speed.md, benchmarks/bench_stack.py)
+MAX_STACK = 64  # the most runs one auto stack takes
+FIRST_STACK = 2  # an auto stack on CUDA of an experiment whose memory per run was never measured (it measures it)
+
+
+def stack_group(run: Run) -> tuple:
+    """Runs with the same value here may train as one stack: the same overrides but for seed,
+    regulariser and rates (``train.stack_key`` checks the composed configs again)."""
+    return tuple(sorted(o for o in run.overrides if o.split("=", 1)[0].split(".")[0] not in MEMBER_AXIS))
+
+
+def memory_per_run(finished: dict[str, Path]) -> dict[str, float]:
+    """The most CUDA memory (MiB) one run of each experiment took in a stack, from the finished runs'
+    summaries (``peak_mib``: the stack's peak over its members)."""
+    peak: dict[str, float] = {}
+    for key, path in finished.items():
+        mib = (runstore.read_summary(path) or {}).get("peak_mib")
+        if isinstance(mib, (int, float)):
+            exp = key.split("/")[0]
+            peak[exp] = max(peak.get(exp, 0.0), float(mib))
+    return peak
+
+
 @dataclass
 class Outcome:
     run: Run
@@ -79,12 +108,15 @@ class Outcome:
 class Queue:
     """Run ``todo`` (runs not yet finished) with ``jobs`` workers in ``root`` (the runs folder of
     ``scale``), each with the overrides ``settings`` added (how it trains: ``suite.SETTINGS``);
-    ``done`` runs were finished before."""
+    ``done`` runs were finished before. ``stack``: runs a job trains as one model, N or ``auto`` (``stack_size``);
+    ``memory``: MiB of CUDA memory per run of each experiment, as measured (``memory_per_run``)."""
 
     def __init__(self, todo: list[Run], done: int, jobs: int, root: Path, scale: str,
                  estimate: dict[str, float], verbose: bool = False, budget_s: float | None = None,
-                 settings: Sequence[str] = (), device: str = "cpu"):
+                 settings: Sequence[str] = (), device: str = "cpu", stack: int | str = 1,
+                 memory: dict[str, float] | None = None):
         self.todo, self.done, self.jobs, self.root, self.scale = todo, done, jobs, root, scale
+        self.stack, self.memory = stack, dict(memory or {})
         self.kind = device.split(":")[0]  # the kind of device ``estimate``'s paces were recorded on
         self.settings = [*settings, "train.progress=off"]
         self.estimate = {**estimate}
@@ -135,40 +167,54 @@ class Queue:
         (every regulariser's) to pair."""
         return sorted(self.todo, key=lambda r: (-(s if (s := self.seconds(r)) is not None else float("inf")), r.seed))
 
+    def stack_size(self, run: Run) -> int:
+        """How many runs a job with ``run`` first trains as one stack: ``stack`` if a number; ``auto``: on a
+        CPU 1, or for the experiments whose stacks measured faster (``AUTO_CPU``) as many as ``MAX_STACK``;
+        on CUDA as many as the GPU's memory holds (its share per worker, 80%) at the memory a run of the
+        experiment was measured to take in a stack, or ``FIRST_STACK`` to measure it."""
+        if self.stack != "auto":
+            return int(self.stack)
+        if self.kind != "cuda":
+            return MAX_STACK if run.experiment in AUTO_CPU else 1
+        if run.experiment not in self.memory:
+            return FIRST_STACK
+        import torch
+
+        free = torch.cuda.get_device_properties(0).total_memory / 2**20 * 0.8 / self.jobs
+        return max(1, min(MAX_STACK, int(free // max(self.memory[run.experiment], 1.0))))
+
+    def next_job(self, pending: list[Run]) -> list[Run]:
+        """The next job: the first pending run and, up to its ``stack_size``, the next pending runs that
+        stack with it (``stack_group``), taken out of ``pending``."""
+        first = pending.pop(0)
+        size, group, job = self.stack_size(first), stack_group(first), [first]
+        for r in [r for r in pending if stack_group(r) == group][: size - 1]:
+            pending.remove(r)
+            job.append(r)
+        return job
+
     def run(self) -> list[Outcome]:
         start, outcomes = time.time(), []
         pending = self.order()
         bar = self._bar()
         with ThreadPoolExecutor(self.jobs) as pool:
-            running: dict[Future, Run] = {}
+            running: dict[Future, list[Run]] = {}
             try:
                 while pending or running:
                     while pending and len(running) < self.jobs:
-                        run = pending.pop(0)
-                        if self.budget_s is not None and (why := self._over_budget(run, time.time() - start)):
-                            outcomes.append(Outcome(run, "stopped", f"not started: {why}", 0.0))
+                        job = self.next_job(pending)
+                        if self.budget_s is not None and (why := self._over_budget(job, time.time() - start)):
+                            outcomes += [Outcome(run, "stopped", f"not started: {why}", 0.0) for run in job]
                             continue
-                        running[pool.submit(self._train, run)] = run
+                        running[pool.submit(self._train, job)] = job
                     if not running:
                         break
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for f in finished:
-                        run = running.pop(f)
-                        out = f.result()
-                        outcomes.append(out)
-                        self.done += 1
-                        s = runstore.read_summary(self.root / run.key) or {}
-                        if out.status in runstore.FINISHED and s.get("epochs_done"):  # learn the pace as runs
-                            self.estimate[run.experiment] = s["wall_s"] / s["epochs_done"]  # finish, resumed or not
-                        left, untimed = self.left_s(pending + list(running.values()))
-                        eta = time.strftime("%H:%M", time.localtime(time.time() + left))
-                        if untimed:
-                            eta += f" and {untimed} untimed"
-                        self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} "
-                                         f"({clock(out.wall_s)}, ETA {eta})")
-                        if bar is not None:
-                            bar.set_postfix_str(f"ETA {eta}", refresh=False)
-                            bar.update(1)
+                        running.pop(f)
+                        for out in f.result():
+                            outcomes.append(out)
+                            self._finished(out, bar, pending + [r for job in running.values() for r in job])
             except KeyboardInterrupt:
                 self.stop()
                 self._print(bar, f"stopped: {self.done} of {self.total} runs finished; run the same command "
@@ -184,12 +230,31 @@ class Queue:
             p.wait()
         return outcomes
 
-    def _over_budget(self, run: Run, elapsed: float) -> str:
-        """Why ``run``, started ``elapsed`` seconds into the budget, would not finish within it ('' if it would)."""
-        seconds = self.seconds(run)
-        if seconds is None:
+    def _finished(self, out: Outcome, bar, left: list[Run]) -> None:
+        """Count a finished run, learn its pace (and memory), and show it with the ETA of ``left``."""
+        run = out.run
+        self.done += 1
+        s = runstore.read_summary(self.root / run.key) or {}
+        if out.status in runstore.FINISHED and s.get("epochs_done"):  # learn the pace as runs finish, resumed or not
+            self.estimate[run.experiment] = s["wall_s"] / s["epochs_done"] / max(1, s.get("stack") or 1)
+        if isinstance(s.get("peak_mib"), (int, float)):
+            self.memory[run.experiment] = max(self.memory.get(run.experiment, 0.0), s["peak_mib"])
+        seconds, untimed = self.left_s(left)
+        eta = time.strftime("%H:%M", time.localtime(time.time() + seconds))
+        if untimed:
+            eta += f" and {untimed} untimed"
+        self._print(bar, f"[{self.done}/{self.total}] {run.label}: {out.text} ({clock(out.wall_s)}, ETA {eta})")
+        if bar is not None:
+            bar.set_postfix_str(f"ETA {eta}", refresh=False)
+            bar.update(1)
+
+    def _over_budget(self, job: list[Run], elapsed: float) -> str:
+        """Why ``job``, started ``elapsed`` seconds into the budget, would not finish within it ('' if it
+        would); a stack takes its runs' shares together."""
+        times = [self.seconds(r) for r in job]
+        if any(t is None for t in times):
             return f"no pace recorded on {self.kind} yet, so maybe over the time budget"
-        return "over the time budget" if elapsed + seconds > self.budget_s else ""
+        return "over the time budget" if elapsed + sum(times) > self.budget_s else ""
 
     def stop(self) -> None:
         """Stop every running run: each keeps its last checkpoint and releases its lock. Ctrl-C on a
@@ -220,18 +285,25 @@ class Queue:
             self.workers.add(proc)
         return proc
 
-    def _train(self, run: Run) -> Outcome:
-        path = self.root / run.key
-        path.mkdir(parents=True, exist_ok=True)
+    def _train(self, job: list[Run]) -> list[Outcome]:
+        """Train ``job`` (one run, or a stack) on this slot's worker; one outcome per run."""
+        paths = [self.root / run.key for run in job]
         t0, rc = time.time(), None
-        with open(path / "train.log", "a") as log:
-            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} qsd-train {' '.join([*run.overrides, *self.settings])}\n")
+        logs = []
+        with contextlib.ExitStack() as files:
+            for run, path in zip(job, paths):
+                path.mkdir(parents=True, exist_ok=True)
+                logs.append(files.enter_context(open(path / "train.log", "a")))
+                logs[-1].write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} qsd-train "
+                               f"{' '.join([*run.overrides, *self.settings])}"
+                               + (f"  (one stack of {len(job)} runs)\n" if len(job) > 1 else "\n"))
             with self.lock:
                 if self.stopping:
-                    return Outcome(run, "stopped", "stopped", 0.0)
-                proc = self._worker(run.threads)
+                    return [Outcome(run, "stopped", "stopped", 0.0) for run in job]
+                proc = self._worker(max(run.threads for run in job))
+            overrides = [[*run.overrides, *self.settings] for run in job]
             try:
-                proc.stdin.write(json.dumps([*run.overrides, *self.settings]) + "\n")
+                proc.stdin.write(json.dumps(overrides[0] if len(job) == 1 else overrides) + "\n")
                 proc.stdin.flush()
             except BrokenPipeError:  # it died since it was last asked
                 pass
@@ -239,17 +311,19 @@ class Queue:
                 if line.startswith(DONE):
                     rc = int(line[len(DONE):])
                     break
-                log.write(line)
+                for log in logs:
+                    log.write(line)
                 if self.verbose:
                     sys.stdout.write(line)
-        if rc is None:  # the worker died (killed, out of memory): the next run gets a new one
+        if rc is None:  # the worker died (killed, out of memory): the next job gets a new one
             rc = proc.wait()
-        return self._outcome(run, path, rc, time.time() - t0)
+        wall = time.time() - t0
+        return [self._outcome(run, path, rc, wall) for run, path in zip(job, paths)]
 
     def _outcome(self, run: Run, path: Path, rc: int, wall: float) -> Outcome:
         s = runstore.read_summary(path) or {}
         status = s.get("status", "failed")
-        if rc != 0 or status == "failed":
+        if status == "failed" or (rc != 0 and status not in runstore.FINISHED):
             return Outcome(run, "failed", f"FAILED (exit {rc}; see {path / 'train.log'})", wall)
         if status not in runstore.FINISHED:
             return Outcome(run, "locked", "skipped: another process is training it", wall)

@@ -95,3 +95,56 @@ def build_task(data_cfg, train_cfg, seed: int, device: torch.device, root: str) 
                                data_cfg.max_len, device, shuffle=(s == "train"), seed=seed)
               for s in ("train", "valid", "test")}
     return Task("classification", splits, {"vocab_size": len(vocab), "classes": 2}, "error")
+
+
+class StackedBatches:
+    """The members' batches of one split, step by step, stacked on a first axis (members of one
+    experiment see batches of one shape: same data, batch size and window)."""
+
+    def __init__(self, members: list[Iterable]):
+        self.members = members
+
+    def __len__(self) -> int:
+        return len(self.members[0])
+
+    def __iter__(self):
+        for batches in zip(*self.members):
+            yield tuple(torch.stack(parts) for parts in zip(*batches))
+
+
+class StackedTask:
+    """G tasks of one experiment (differing in seed: data order, augmentation) as one, for a stacked
+    model (``stack.py``): a step's objective is the sum of the members' own objectives, so each
+    member's gradient is its own; its loss and correct count come back per member, shape (G,)."""
+
+    def __init__(self, tasks: list[Task]):
+        if any(isinstance(t.splits["train"], D.TextBatches) for t in tasks):
+            from .stack import NotStackable
+
+            raise NotStackable("text classification batches are bucketed by length per seed, so members' batches "
+                               "differ in shape: train these runs one by one")
+        first = tasks[0]
+        self.tasks, self.members = tasks, len(tasks)
+        self.kind, self.dims, self.metric, self.lm_loss = first.kind, first.dims, first.metric, first.lm_loss
+        self.splits = {s: StackedBatches([t.splits[s] for t in tasks]) for s in first.splits}
+
+    def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        x, y = batch
+        if self.kind == "lm":
+            if state is not None:
+                state = [tuple(t.detach() for t in s) for s in state]
+            logits, state = model(x, state)
+            tokens = F.cross_entropy(logits.flatten(0, -2).float(), y.flatten(), reduction="none").view(y.shape)
+            loss_sum = tokens.flatten(1).sum(1)
+            per_member = loss_sum / (y.size(2) if self.lm_loss == "time_sum" else y[0].numel())
+            return per_member.sum(), loss_sum.detach(), torch.zeros(self.members, device=y.device), state
+        logits = model(x)
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape)
+        return losses.mean(1).sum(), losses.detach().sum(1), (logits.argmax(-1) == y).sum(1), None
+
+    def metrics(self, loss_sum: float, n: int, correct: float) -> dict[str, float]:
+        return self.tasks[0].metrics(loss_sum, n, correct)
+
+    def set_epoch(self, epoch: int) -> None:
+        for t in self.tasks:
+            t.set_epoch(epoch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ import platform
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -33,7 +35,9 @@ from .models import MODELS, build_model
 from .paths import ROOT
 from .provenance import device_name, git_commit
 from .regularisers import build as build_regulariser
-from .tasks import LM_LOSSES, Task, build_task
+from .stack import MemberRNG, NotStackable, clip_grad_norm_, member_optimiser_state, member_state, \
+    stack_model, stack_optimiser_states
+from .tasks import LM_LOSSES, StackedTask, Task, build_task
 
 log = logging.getLogger("qsd.train")
 CONFIG_DIR = str(ROOT / "configs")
@@ -196,16 +200,17 @@ def pick_device(name: str) -> torch.device:
 
 
 # ------------------------------------------------------------------ the loop
-def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, progress: str = "",
-              graphs: bool = False) -> dict[str, float]:
-    """One pass over ``split``: trains when ``opt`` is given, else evaluates. Returns its metrics
-    (``diverged`` set if a loss was not finite). ``progress``: a terminal bar with this label;
-    ``graphs``: replay a captured CUDA graph step (see ``graphs.py``) when training, and when
-    evaluating a language model (thousands of one-stream windows a pass)."""
+def run_epoch(model, task: Task | StackedTask, split: str, cfg: DictConfig, device, opt=None, progress: str = "",
+              graphs: bool = False) -> list[dict[str, float]]:
+    """One pass over ``split``: trains when ``opt`` is given, else evaluates. Returns its metrics, one dict
+    per run (one, or a stack's members; ``diverged`` set if a loss was not finite). ``progress``: a
+    terminal bar with this label; ``graphs``: replay a captured CUDA graph step (see ``graphs.py``) when
+    training, and when evaluating a language model (thousands of one-stream windows a pass)."""
     training = opt is not None
     model.train(training)
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.float64)
+    members = getattr(task, "members", 0)  # 0: one run, scalar sums
+    loss_sum = torch.zeros((members,) if members else (), device=device, dtype=torch.float64)
+    correct = torch.zeros_like(loss_sum)
     n, state = 0, None
     batches = task.splits[split]
     graphs = graphs and (training or task.kind == "lm")
@@ -224,7 +229,7 @@ def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, 
             opt.zero_grad(set_to_none=True)
             objective.backward()
             if cfg.optim.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
+                clip_grad_norm_(model, cfg.optim.clip)
             opt.step()
         return loss.detach(), right, state
 
@@ -234,144 +239,277 @@ def run_epoch(model, task: Task, split: str, cfg: DictConfig, device, opt=None, 
             loss, right, state = step(batch, state)
             loss_sum += loss.double()
             correct += right
-            n += batch[1].numel()  # what the loss is summed over: examples, or a window's tokens
-            if training and i % 50 == 49 and not torch.isfinite(loss_sum):
+            n += batch[1].numel() // max(members, 1)  # what the loss is summed over: examples, or a window's tokens
+            if training and i % 50 == 49 and not torch.isfinite(loss_sum).any():
                 break
             if progress and i % 20 == 19:
-                batches.set_postfix(loss=f"{loss_sum.item() / n:.4g}")
+                batches.set_postfix(loss=f"{loss_sum.mean().item() / n:.4g}")
             if cfg.train.max_steps and i + 1 >= cfg.train.max_steps:
                 break
-    m = task.metrics(loss_sum.item(), n, correct.item())
-    m["diverged"] = not math.isfinite(loss_sum.item())
-    return m
+    return [{**task.metrics(total, n, right), "diverged": not math.isfinite(total)}
+            for total, right in zip(loss_sum.view(-1).tolist(), correct.view(-1).tolist())]
 
 
 def evaluate_test(model, task: Task, cfg, device) -> tuple[dict, dict]:
     """Test metrics, with the sparsity of every hidden ReLU layer (masks off: eval mode)."""
     with record_sparsity(model) as meters:
-        m = run_epoch(model, task, "test", cfg, device)
+        m = run_epoch(model, task, "test", cfg, device)[0]
     return m, {name: meter.result() for name, meter in meters.items()}
 
 
 def fit(cfg: DictConfig) -> dict:
     """Validate, claim the run directory, train (resuming if possible) and record one run; returns
     its summary. A run another process holds the lock of is skipped (status ``locked``)."""
-    check_config(cfg)
-    device = pick_device(cfg.device)
-    graphs = use_cuda_graphs(cfg, device)
+    return fit_group([cfg])[0]
+
+
+@dataclass
+class Member:
+    """One run being trained, alone or as a member of a stack: its config, folder, lock, data, own model
+    and where it stands (its checkpoint, history, CPU/CUDA random states)."""
+
+    cfg: DictConfig
+    path: Path
+    lock: runstore.RunLock
+    task: Task
+    model: torch.nn.Module
+    rng: torch.Tensor
+    rng_cuda: torch.Tensor | None
+    ckpt: dict | None
+    history: list = field(default_factory=list)
+    wall_before: float = 0.0
+    status: str = "running"
+
+    @property
+    def start(self) -> int:
+        return self.ckpt["epoch"] if self.ckpt else 0
+
+
+def stack_key(cfg: DictConfig) -> str:
+    """What runs trained as one stack must share: the config but for seed, regulariser and rates (and
+    what a run's identity leaves out)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("seed", "regulariser", "rates", *runstore.NOT_IDENTITY):
+        c.pop(key, None)
+        c.get("train", {}).pop(key, None)
+    return json.dumps(c, sort_keys=True)
+
+
+def fit_group(cfgs: list[DictConfig]) -> list[dict]:
+    """Train runs of one experiment and schedule (``stack_key``; others form their own groups) side by side as one stacked model (``stack.py``),
+    each as its single run would train: from its own initial weights, data order, masks and optimiser
+    state, into its own folder. Runs resuming from different epochs form separate stacks; runs that
+    cannot be stacked train one by one. Returns each run's summary, in ``cfgs``' order (a finished run's
+    as it is, a run another process holds ``{"status": "locked"}``)."""
+    for cfg in cfgs:
+        check_config(cfg)
+    kinds = {stack_key(c) for c in cfgs}
+    if len(kinds) > 1:  # one group each, one after the other
+        summaries = {}
+        for kind in kinds:
+            part = [i for i, c in enumerate(cfgs) if stack_key(c) == kind]
+            summaries.update(zip(part, fit_group([cfgs[i] for i in part])))
+        return [summaries[i] for i in range(len(cfgs))]
+    device = pick_device(cfgs[0].device)
+    graphs = use_cuda_graphs(cfgs[0], device)
     commit = git_commit()  # read now, not when the run ends: the code this process trains with is what it loaded
-    root = str(data_root(cfg.paths.data))
-    path = runstore.run_dir(cfg)
-    if runstore.is_finished(path):
-        log.info("already finished, skipping: %s", path)
-        return runstore.read_summary(path)
-    log.info("run %s on %s, scale %s, %d CPU thread(s)%s", path, device, cfg.scale.name, cfg.train.threads,
-             ", CUDA graphs" if graphs else "")
+    root = str(data_root(cfgs[0].paths.data))
+    summaries: dict[int, dict] = {}
+    members: dict[int, Member] = {}
+    try:
+        for i, cfg in enumerate(cfgs):
+            path = runstore.run_dir(cfg)
+            if runstore.is_finished(path):
+                log.info("already finished, skipping: %s", path)
+                summaries[i] = runstore.read_summary(path)
+                continue
+            member = _claim(cfg, path, device, root)
+            if isinstance(member, dict):
+                summaries[i] = member
+            else:
+                members[i] = member
+        log.info("%d run(s) on %s, scale %s, %d CPU thread(s)%s%s", len(members), device, cfgs[0].scale.name,
+                 cfgs[0].train.threads, ", CUDA graphs" if graphs else "",
+                 ", stacked by the epoch each resumes from" if len(members) > 1 else "")
+        for start in sorted({m.start for m in members.values()}):
+            group = [i for i, m in members.items() if m.start == start]
+            for part in _stackable(group, members, device):
+                summaries.update(zip(part, _train([members[i] for i in part], device, graphs, commit)))
+    finally:
+        for m in members.values():
+            m.lock.release()
+    return [summaries[i] for i in range(len(cfgs))]
+
+
+def _claim(cfg: DictConfig, path: Path, device: torch.device, root: str) -> Member | dict:
+    """Build ``cfg``'s data and model as its single run does (seeded), take its lock and read its
+    checkpoint; a run another process holds gives its ``locked`` summary, one finished meanwhile its own."""
     torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     task = build_task(cfg.data, cfg.train, cfg.seed, device, root)
     model = build_model_from(cfg, task.dims).to(device)
+    rng = torch.get_rng_state()
+    rng_cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     path.mkdir(parents=True, exist_ok=True)
     lock = runstore.RunLock(path)
     if not lock.acquire():
         log.warning("%s is being trained by another process (see %s); skipping it here", path.name, lock.file)
         return {"status": "locked", "identity": path.name}
-    try:
-        if runstore.is_finished(path):  # another process finished it while this one was building
-            return runstore.read_summary(path)
-        return _train(cfg, path, task, model, device, lock, graphs, commit)
-    finally:
+    if runstore.is_finished(path):  # another process finished it while this one was building
         lock.release()
-
-
-def _train(cfg: DictConfig, path: Path, task: Task, model: torch.nn.Module, device: torch.device,
-           lock: runstore.RunLock, graphs: bool, commit: str) -> dict:
-    opt, sched = build_optimiser(cfg, model, capturable=graphs)
-    history: list[dict] = []
-    start, wall_before = 0, 0.0
-
+        return runstore.read_summary(path)
     runstore.remove_temporaries(path)
     runstore.save_config(path, cfg)
     ckpt = runstore.load_checkpoint(path)
+    member = Member(cfg, path, lock, task, model, rng, rng_cuda, ckpt)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimiser"])
-        sched.load_state_dict(ckpt["scheduler"])
-        history, start, wall_before = ckpt["history"], ckpt["epoch"], ckpt["wall_s"]
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
-        log.info("resuming %s from epoch %d", path.name, start)
-    task.set_epoch(start)
+        member.history, member.wall_before = ckpt["history"], ckpt["wall_s"]
+        member.rng, member.rng_cuda = ckpt["rng_cpu"], ckpt.get("rng_cuda")
+        log.info("resuming %s from epoch %d", path.name, ckpt["epoch"])
+    return member
+
+
+def _stackable(group: list[int], members: dict[int, Member], device: torch.device) -> list[list[int]]:
+    """``group`` as one stack, or, where its model or data has no stacked form, one run at a time."""
+    if len(group) < 2:
+        return [group]
+    try:
+        stack_model([members[i].model for i in group], MemberRNG(None))
+        StackedTask([members[i].task for i in group])
+    except NotStackable as e:
+        log.warning("training %d runs one by one: %s", len(group), e)
+        return [[i] for i in group]
+    return [group]
+
+
+def _train(members: list[Member], device: torch.device, graphs: bool, commit: str) -> list[dict]:
+    """Train ``members`` (one run, or a stack resuming from one epoch) to the end; returns their summaries."""
+    first, stacked = members[0], len(members) > 1
+    cfg = first.cfg
+    if stacked:
+        rng = MemberRNG([m.rng for m in members] if device.type == "cpu" else None)
+        model, task = stack_model([m.model for m in members], rng), StackedTask([m.task for m in members])
+    else:
+        model, task = first.model, first.task
+    torch.set_rng_state(first.rng)
+    if device.type == "cuda" and first.rng_cuda is not None:
+        torch.cuda.set_rng_state(first.rng_cuda, device)
+    opt, sched = build_optimiser(cfg, model, capturable=graphs)
+    if first.ckpt is not None:
+        opt.load_state_dict(stack_optimiser_states([m.ckpt["optimiser"] for m in members]) if stacked
+                            else first.ckpt["optimiser"])
+        sched.load_state_dict(first.ckpt["scheduler"])
+    task.set_epoch(first.start)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     step_model = torch.compile(model) if cfg.train.compile else model
-    logger = WandbLogger(cfg.logger, OmegaConf.to_container(cfg, resolve=True), path, path.name)
+    loggers = [WandbLogger(m.cfg.logger, OmegaConf.to_container(m.cfg, resolve=True), m.path, m.path.name)
+               for m in members]
     progress = cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
-    t0, status = time.time(), "completed"
-    for epoch in range(start, cfg.train.epochs):
+    summaries: dict[int, dict] = {}
+
+    def own_state(g: int) -> tuple[dict, dict, torch.Tensor]:
+        """Member ``g``'s model and optimiser state dicts and CPU random state, as its single run's."""
+        if not stacked:
+            return model.state_dict(), opt.state_dict(), torch.get_rng_state()
+        rng_cpu = rng.states[g] if rng.states is not None else torch.get_rng_state()
+        return member_state(model.state_dict(), g), member_optimiser_state(opt.state_dict(), g), rng_cpu
+
+    def finish(g: int) -> None:
+        m = members[g]
+        if stacked and m.status == "completed":
+            m.model.load_state_dict(own_state(g)[0])
+        summaries[g] = _record(m, device, graphs, commit, time.time() - t0, len(members), loggers[g])
+
+    t0 = time.time()
+    for epoch in range(first.start, cfg.train.epochs):
         lr = opt.param_groups[0]["lr"]  # this epoch's (the scheduler steps after it)
-        tr = run_epoch(step_model, task, "train", cfg, device, opt,
-                       f"epoch {epoch + 1}/{cfg.train.epochs}" if progress else "", graphs)
-        if tr["diverged"]:
-            status = "diverged"
-            history.append({"epoch": epoch + 1, "train_loss": tr["loss"]})
-            log.warning("non-finite loss in epoch %d: run diverged", epoch + 1)
+        trains = run_epoch(step_model, task, "train", cfg, device, opt,
+                           f"epoch {epoch + 1}/{cfg.train.epochs}" if progress else "", graphs)
+        for g, (m, tr) in enumerate(zip(members, trains)):
+            if m.status == "running" and tr["diverged"]:
+                m.status = "diverged"
+                m.history.append({"epoch": epoch + 1, "train_loss": tr["loss"]})
+                log.warning("%s: non-finite loss in epoch %d: run diverged", m.path.name, epoch + 1)
+                finish(g)
+        if all(m.status != "running" for m in members):
             break
         sched.step()
-        row = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in tr.items() if k != "diverged"}}
-        row.update({f"valid_{k}": v for k, v in run_epoch(step_model, task, "valid", cfg, device).items() if k != "diverged"})
-        if cfg.train.test_every_epoch:
-            row.update({f"test_{k}": v for k, v in run_epoch(step_model, task, "test", cfg, device).items() if k != "diverged"})
-        row["wall_s"] = wall_before + time.time() - t0
-        history.append(row)
-        log.info("%s epoch %d/%d %s", path.name, epoch + 1, cfg.train.epochs,
-                 " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch",)))
-        logger.log(row, epoch + 1)
-        runstore.write_metrics(path, history)
-        runstore.save_checkpoint(path, {
-            "model": model.state_dict(), "optimiser": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch + 1, "history": history, "wall_s": row["wall_s"], "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        })
-        lock.heartbeat()
+        valids = run_epoch(step_model, task, "valid", cfg, device)
+        tests = run_epoch(step_model, task, "test", cfg, device) if cfg.train.test_every_epoch else [{}] * len(members)
+        wall = time.time() - t0
+        for g, m in enumerate(members):
+            if m.status != "running":
+                continue
+            row = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in trains[g].items() if k != "diverged"}}
+            row.update({f"valid_{k}": v for k, v in valids[g].items() if k != "diverged"})
+            row.update({f"test_{k}": v for k, v in tests[g].items() if k != "diverged"})
+            row["wall_s"] = m.wall_before + wall
+            m.history.append(row)
+            log.info("%s epoch %d/%d %s", m.path.name, epoch + 1, cfg.train.epochs,
+                     " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch",)))
+            loggers[g].log(row, epoch + 1)
+            runstore.write_metrics(m.path, m.history)
+            model_state, opt_state, rng_cpu = own_state(g)
+            runstore.save_checkpoint(m.path, {
+                "model": model_state, "optimiser": opt_state, "scheduler": sched.state_dict(),
+                "epoch": epoch + 1, "history": m.history, "wall_s": row["wall_s"], "rng_cpu": rng_cpu,
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            })
+            m.lock.heartbeat()
+    for g, m in enumerate(members):
+        if m.status == "running":
+            m.status = "completed"
+            finish(g)
+    return [summaries[g] for g in range(len(members))]
 
-    summary = {"status": status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
-               "seed": cfg.seed, "identity": path.name, "metric": task.metric, "epochs_done": len(history),
+
+def _record(m: Member, device: torch.device, graphs: bool, commit: str, wall: float, stack: int,
+            logger: WandbLogger) -> dict:
+    """Write a finished member's summary (and, completed, its test metrics, sparsity and weights)."""
+    cfg = m.cfg
+    summary = {"status": m.status, "name": cfg.name, "scale": cfg.scale.name, "regulariser": cfg.regulariser.name,
+               "seed": cfg.seed, "identity": m.path.name, "metric": m.task.metric, "epochs_done": len(m.history),
                "device": str(device), "device_name": device_name(device), "threads": cfg.train.threads,
                "jobs": int(os.environ["QSD_JOBS"]) if "QSD_JOBS" in os.environ else None,  # set by qsd-reproduce's queue
+               "stack": stack,  # runs trained as one model in this process (stack.py); its wall time is theirs
                "cuda_graphs": graphs,
-               "wall_s": wall_before + time.time() - t0,
+               "wall_s": m.wall_before + wall,
+               **({"peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 / stack} if device.type == "cuda" else {}),
                "versions": {"qsd": __version__, "commit": commit, "torch": torch.__version__,
                             "python": platform.python_version()}}
-    if status == "completed":
-        test, sparsity = evaluate_test(model, task, cfg, device)
+    if m.status == "completed":
+        test, sparsity = evaluate_test(m.model, m.task, cfg, device)
         summary.update({f"test_{k}": v for k, v in test.items() if k != "diverged"})
-        summary["final_valid"] = {k[6:]: v for k, v in history[-1].items() if k.startswith("valid_")}
+        summary["final_valid"] = {k[6:]: v for k, v in m.history[-1].items() if k.startswith("valid_")}
         summary["sparsity"] = sparsity
-        summary["weights"] = weight_summary(model)
-        runstore.atomic_write(path / "model.pt", lambda f: torch.save(  # readable without a GPU
-            {k: v.cpu() for k, v in model.state_dict().items()}, f))
-    runstore.write_metrics(path, history)
-    runstore.write_summary(path, summary)
+        summary["weights"] = weight_summary(m.model)
+        runstore.atomic_write(m.path / "model.pt", lambda f: torch.save(  # readable without a GPU
+            {k: v.cpu() for k, v in m.model.state_dict().items()}, f))
+    runstore.write_metrics(m.path, m.history)
+    runstore.write_summary(m.path, summary)
     logger.finish(summary)
-    log.info("%s: %s %s", path.name, status, {k: v for k, v in summary.items() if k.startswith("test_")})
+    log.info("%s: %s %s", m.path.name, m.status, {k: v for k, v in summary.items() if k.startswith("test_")})
     return summary
 
 
-def fit_or_record(cfg: DictConfig) -> int:
-    """``fit(cfg)`` as an exit code: 0 trained (or already finished); 2 a bad config or missing data,
-    logged in one line; 1 the run failed while training, logged and marked failed in its summary (a
-    rerun starts it again)."""
+def fit_or_record(*cfgs: DictConfig) -> int:
+    """``fit_group(cfgs)`` as an exit code: 0 trained (or already finished); 2 a bad config or missing data,
+    logged in one line; 1 training failed, logged and marked failed in the summary of each run it left
+    unfinished (a rerun starts them again)."""
     try:
-        fit(cfg)
+        fit_group(list(cfgs))
     except (ConfigError, DataError, ValueError) as e:
         log.error("%s", e)
         return 2
     except Exception as e:  # noqa: BLE001 -- any failure while training is recorded
-        path = runstore.run_dir(cfg)
-        if path.exists():
-            runstore.write_summary(path, {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                                          "name": cfg.name, "scale": cfg.scale.name,
-                                          "regulariser": cfg.regulariser.name, "seed": cfg.seed})
+        for cfg in cfgs:
+            path = runstore.run_dir(cfg)
+            if path.exists() and not runstore.is_finished(path):
+                runstore.write_summary(path, {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                                              "name": cfg.name, "scale": cfg.scale.name,
+                                              "regulariser": cfg.regulariser.name, "seed": cfg.seed})
         log.exception("run failed")
         return 1
     return 0

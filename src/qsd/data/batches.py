@@ -70,7 +70,9 @@ def random_crop(x: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -
     rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy.view(n, 1, 1)).expand(n, h, w)
     cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx.view(n, 1, 1)).expand(n, h, w)
     b = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)
-    return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2).contiguous()
+    # in the standard (N, C, H, W) layout: with one channel, .contiguous() would keep the channels-last
+    # strides the indexing leaves, and layers downstream (convolution, dropout's mask) would follow them
+    return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
 
 
 def random_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:

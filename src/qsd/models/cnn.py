@@ -26,7 +26,7 @@ class CNN(nn.Module):
         for c in map(int, channels):
             layers += [*_conv(prev, c, batch_norm), *_conv(c, c, batch_norm), nn.MaxPool2d(2), make_reg("conv")]
             prev, size = c, size // 2
-        layers += [nn.Flatten(), nn.Linear(prev * size * size, fc), nn.ReLU(),
+        layers += [nn.Flatten(-3), nn.Linear(prev * size * size, fc), nn.ReLU(),
                    *regularised_linear(make_reg("hidden"), fc, classes)]
         self.net = nn.Sequential(*layers)
         for m in self.modules():  # He et al. (2015) init: a deep plain ReLU net trains from the start

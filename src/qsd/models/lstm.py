@@ -22,7 +22,7 @@ class SequenceReg(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.locked:
             return self.reg(x)
-        return self.reg(x.permute(1, 2, 0)).permute(2, 0, 1)
+        return self.reg(x.movedim(-3, -1)).movedim(-1, -3)  # (T, B, H) <-> (B, H, T), from the end (stack.py)
 
 
 class LSTMLanguageModel(nn.Module):

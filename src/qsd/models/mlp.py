@@ -24,4 +24,4 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))
+        return self.net(x.flatten(-3))  # from the end: a stacked model (stack.py) adds a first axis

@@ -35,7 +35,7 @@ class WideResNet(nn.Module):
             for i in range(n):
                 a = widths[g] if i == 0 else widths[g + 1]
                 layers.append(Block(a, widths[g + 1], (1 if g == 0 else 2) if i == 0 else 1, make_reg("block")))
-        layers += [nn.BatchNorm2d(widths[3]), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[3], classes)]
+        layers += [nn.BatchNorm2d(widths[3]), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(-3), nn.Linear(widths[3], classes)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

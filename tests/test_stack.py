@@ -1,0 +1,169 @@
+"""Stacked training (stack.py) on tiny generated data: a member of a stack is its single run, to float
+rounding: same losses step by step, same run folder; a member that diverges leaves the others
+alone; a stack killed part-way resumes to the numbers of an uninterrupted one."""
+import json
+
+import pytest
+import torch
+
+from qsd import runstore, train
+from qsd.stack import NotStackable, StackedLSTM, member_state, stack_model, MemberRNG
+from qsd.train import fit, fit_group
+
+from .test_train import config
+
+# one optimiser step an epoch, so that each epoch's train loss is one step's
+STEPS = ["scale=smoke", "data.limit_train=null", "data.limit_eval=null", "train.max_steps=1", "train.epochs=3"]
+MEMBERS = [("none", 0), ("dropout", 1), ("qsd", 2)]
+KINDS = {  # every model kind that stacks, at a size the tiny data trains in seconds
+    "mlp": ["experiment=mlp_mnist", "model.widths=[32,32]"],
+    "cnn": ["experiment=cnn_fashion", "model.channels=[4,8,8]", "model.fc=16"],
+    "cnn_batch_norm": ["experiment=cnn_fashion_extra", "model.channels=[4,8,8]", "model.fc=16"],
+    "lstm_lm": ["experiment=lstm_ptb_small", "model.hidden=16"],
+    "wrn": ["experiment=wrn_cifar10"],
+}
+
+
+def member_configs(tiny_root, runs, overrides, members=MEMBERS, extra=()):
+    return [config(tiny_root, runs, *overrides, *STEPS, f"regulariser={reg}", f"seed={seed}", *extra)
+            for reg, seed in members]
+
+
+def history(cfg) -> list[dict]:
+    return [json.loads(line) for line in (runstore.run_dir(cfg) / "metrics.jsonl").read_text().splitlines()]
+
+
+def close(a: float, b: float, rel: float = 1e-5) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def assert_same_runs(stacked: list, single: list, rel: float = 1e-5) -> None:
+    """Each stacked member's summary and per-epoch metrics equal its single run's (to ``rel``)."""
+    for s, r in zip(stacked, single):
+        assert s["identity"] == r["identity"] and s["status"] == r["status"] and s["epochs_done"] == r["epochs_done"]
+        assert close(s[f"test_{s['metric']}"], r[f"test_{r['metric']}"], 1e-4), (s, r)
+        assert s["stack"] == 3 and r["stack"] == 1
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_stack_of_three_trains_as_its_three_single_runs(tiny_root, tmp_path, kind):
+    overrides = KINDS[kind]
+    single = [fit(c) for c in member_configs(tiny_root, tmp_path / "single", overrides)]
+    cfgs = member_configs(tiny_root, tmp_path / "stacked", overrides)
+    stacked = fit_group(cfgs)
+    assert_same_runs(stacked, single)
+    for cfg, ref in zip(cfgs, member_configs(tiny_root, tmp_path / "single", overrides)):
+        assert runstore.run_dir(cfg).name == runstore.run_dir(ref).name  # stacking is not in a run's identity
+        for row, want in zip(history(cfg), history(ref), strict=True):
+            for key in ("train_loss", "valid_loss"):
+                assert close(row[key], want[key]), (kind, cfg.regulariser.name, key, row[key], want[key])
+
+
+def test_a_diverging_member_stops_alone(tiny_root, tmp_path, monkeypatch):
+    overrides = KINDS["mlp"]
+    single = [fit(c) for c in member_configs(tiny_root, tmp_path / "single", overrides)]
+    real = train.build_model_from
+
+    def poisoned(cfg, dims):  # seed 1's weights are not finite: its first loss is NaN
+        model = real(cfg, dims)
+        if cfg.seed == 1:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+        return model
+
+    monkeypatch.setattr(train, "build_model_from", poisoned)
+    stacked = fit_group(member_configs(tiny_root, tmp_path / "stacked", overrides))
+    assert [s["status"] for s in stacked] == ["completed", "diverged", "completed"]
+    assert stacked[1]["epochs_done"] == 1
+    for g in (0, 2):
+        assert close(stacked[g]["test_error"], single[g]["test_error"], 1e-4)
+
+
+def test_a_killed_stack_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path, monkeypatch):
+    overrides = KINDS["mlp"]
+    whole = fit_group(member_configs(tiny_root, tmp_path / "whole", overrides))
+    cfgs = member_configs(tiny_root, tmp_path / "killed", overrides)
+    real_save, calls = runstore.save_checkpoint, {"n": 0}
+
+    def save_then_die(path, state):  # killed in epoch 2, after two of the three members' checkpoints
+        real_save(path, state)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit_group(cfgs)
+    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+    assert [runstore.load_checkpoint(runstore.run_dir(c))["epoch"] for c in cfgs] == [2, 2, 1]
+    resumed = fit_group(cfgs)  # members resuming from epochs 2 and 1: two stacks
+    for r, w in zip(resumed, whole):
+        assert r["identity"] == w["identity"] and close(r["test_error"], w["test_error"], 1e-4)
+    for cfg, ref in zip(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides)):
+        for row, want in zip(history(cfg), history(ref), strict=True):
+            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+
+
+def test_a_single_run_resumes_a_stack_members_checkpoint(tiny_root, tmp_path, monkeypatch):
+    """A member's checkpoint is its single run's: a stack stopped after epoch 1 finishes one run at a time."""
+    overrides = KINDS["mlp"]
+    whole = [fit(c) for c in member_configs(tiny_root, tmp_path / "whole", overrides)]
+    cfgs = member_configs(tiny_root, tmp_path / "split", overrides)
+    real_save, calls = runstore.save_checkpoint, {"n": 0}
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit_group(cfgs)
+    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+    for cfg, w in zip(cfgs, whole):
+        assert close(fit(cfg)["test_error"], w["test_error"], 1e-4)
+
+
+def test_runs_that_differ_in_more_than_seed_regulariser_and_rates_train_apart(tiny_root, tmp_path):
+    cfgs = [config(tiny_root, tmp_path, *KINDS["mlp"], *STEPS, f"optim.lr={lr}", f"seed={seed}")
+            for lr, seed in ((0.1, 0), (0.2, 0), (0.1, 1))]
+    assert [s["stack"] for s in fit_group(cfgs)] == [2, 1, 2]
+
+
+def test_a_model_without_a_stacked_form_trains_its_runs_one_by_one(tiny_root, tmp_path):
+    cfgs = member_configs(tiny_root, tmp_path, KINDS["mlp"], members=[("qsd", 0), ("qsd", 1)],
+                          extra=["regulariser.granularity=synapse"])
+    assert [s["stack"] for s in fit_group(cfgs)] == [1, 1]
+
+
+def test_text_classification_trains_one_by_one(tiny_root, tmp_path):
+    cfgs = member_configs(tiny_root, tmp_path, ["experiment=lstm_rt"], members=[("dropout", 0), ("qsd", 1)])
+    assert [s["status"] for s in fit_group(cfgs)] == ["completed", "completed"]
+
+
+def test_stacked_lstm_computes_what_nn_lstm_does():
+    torch.manual_seed(0)
+    lstms = [torch.nn.LSTM(5, 7) for _ in range(3)]
+    stacked = stack_model(lstms, MemberRNG(None))
+    x = torch.randn(3, 11, 4, 5)
+    state = (torch.randn(3, 1, 4, 7), torch.randn(3, 1, 4, 7))
+    out, (h, c) = stacked(x, state)
+    for g, lstm in enumerate(lstms):
+        want, (wh, wc) = lstm(x[g], (state[0][g], state[1][g]))
+        torch.testing.assert_close(out[g], want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close((h[g], c[g]), (wh, wc), rtol=1e-5, atol=1e-6)
+    assert isinstance(stacked, StackedLSTM)
+    with pytest.raises(NotStackable, match="one-directional"):
+        stack_model([torch.nn.LSTM(5, 7, bidirectional=True)] * 2, MemberRNG(None))
+
+
+def test_member_state_is_the_single_models_state():
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)) for _ in range(2)]
+    stacked = stack_model(nets, MemberRNG(None))
+    for g, net in enumerate(nets):
+        own = member_state(stacked.state_dict(), g)
+        assert own.keys() == net.state_dict().keys()
+        for k, v in net.state_dict().items():
+            assert torch.equal(own[k], v)
