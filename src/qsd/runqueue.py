@@ -73,8 +73,6 @@ def clock(seconds: float) -> str:
 
 
 MEMBER_AXIS = ("seed", "regulariser", "rates")  # what runs of one stack may differ in (and regulariser.*, rates.*)
-AUTO_CPU = ("mlp_mnist", "mlp_sensitivity")  # experiments whose stacks measured faster than one run a process on
-                                              # a CPU (docs/speed.md, benchmarks/bench_stack.py)
 MAX_STACK = 64  # the most runs one auto stack takes
 FIRST_STACK = 2  # an auto stack on CUDA of an experiment whose memory per run was never measured (it measures it)
 
@@ -169,13 +167,13 @@ class Queue:
 
     def stack_size(self, run: Run) -> int:
         """How many runs a job with ``run`` first trains as one stack: ``stack`` if a number; ``auto``: on a
-        CPU 1, or for the experiments whose stacks measured faster (``AUTO_CPU``) as many as ``MAX_STACK``;
+        CPU 1 (one core is busy with one run's arithmetic: a stack measured slower there, docs/speed.md);
         on CUDA as many as the GPU's memory holds (its share per worker, 80%) at the memory a run of the
         experiment was measured to take in a stack, or ``FIRST_STACK`` to measure it."""
         if self.stack != "auto":
             return int(self.stack)
         if self.kind != "cuda":
-            return MAX_STACK if run.experiment in AUTO_CPU else 1
+            return 1
         if run.experiment not in self.memory:
             return FIRST_STACK
         import torch
