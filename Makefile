@@ -55,6 +55,7 @@ bench: data  ## speed benchmarks: print ratios, write results/bench/*.json (*_cu
 	$(BIN)/python benchmarks/bench_trainer.py --models mlp --steps 300 --rounds 2 --out results/bench/trainer_mlp.json
 	$(BIN)/python benchmarks/bench_trainer.py --models cnn --steps 40 --rounds 2 --out results/bench/trainer_cnn.json
 	$(BIN)/python benchmarks/bench_jobs.py
+	$(BIN)/python benchmarks/bench_stack.py
 	$(BIN)/python benchmarks/summary.py
 
 clean:  ## remove Hydra's outputs/ logs (keeps runs/, data/ and the venv)

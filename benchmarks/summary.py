@@ -60,9 +60,20 @@ def _graphs(d: dict) -> list[str]:
     return _table(["experiment", "regulariser", "pass", "batch", "eager ms", "captured ms", "eager / captured"], rows)
 
 
+def _stack(d: dict) -> list[str]:
+    """Stacked training against the same runs one after another."""
+    memory = any("peak_mib_per_member" in r for r in d["rows"])
+    rows = [[r["experiment"], r["members"], f"{r['one_by_one_s']:.2f}", f"{r['stacked_s']:.2f}", f"{r['speedup']:.2f}x",
+             *([f"{r['peak_mib_per_member']:.0f}"] if memory else [])] for r in d["rows"]]
+    return [f"Scale {d['scale']}, {d['steps']} timed training steps a run, {d['threads']} thread(s).", "",
+            *_table(["experiment", "runs", "one by one s", "stacked s", "speed-up",
+                     *(["peak MiB a run"] if memory else [])], rows)]
+
+
 SHAPES = {"regulariser forward+backward": _regularisers, "training step per regulariser": _step,
           "trainer overhead": _trainer, "suite throughput (smoke MLP runs of fig2-3)": _jobs,
-          "CUDA graphs vs eager, ms per batch of a pass": _graphs}
+          "CUDA graphs vs eager, ms per batch of a pass": _graphs,
+          "stacked training against one run at a time": _stack}
 
 
 def render(bench: Path) -> str:

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from qsd import runstore, suite
-from qsd.runqueue import Queue, auto_jobs, clock
+from qsd.runqueue import Queue, auto_jobs, clock, stack_group
 from qsd.train import CONFIG_DIR
 
 TINY = ["scale=smoke", "model.widths=[16]", "train.epochs=2", "device=cpu"]
@@ -207,6 +207,22 @@ def test_a_stacked_queue_trains_each_run_as_one_run_a_process_does(tiny_root, tm
         for row, want in zip(metrics[4][key], rows, strict=True):
             assert row.keys() == want.keys()
             assert all(row[k] == pytest.approx(v, rel=1e-5) for k, v in want.items())
+
+
+def test_auto_stacks_fill_the_gpu_by_measured_memory_and_never_on_a_cpu(tmp_path):
+    runs = [r for r in suite.plan("paper") if r.experiment == "mlp_mnist" and not r.lengthens and not r.grid]
+    cpu = Queue(runs, 0, 2, tmp_path, "paper", {}, device="cpu", stack="auto")
+    assert cpu.stack_size(runs[0]) == 1
+    unmeasured = Queue(runs, 0, 2, tmp_path, "paper", {}, device="cuda", stack="auto")
+    assert unmeasured.stack_size(runs[0]) == 2  # FIRST_STACK: it measures the memory a run takes
+    gpu = Queue(runs, 0, 2, tmp_path, "paper", {}, device="cuda", stack="auto", memory={"mlp_mnist": 100.0})
+    gpu.gpu_mib = 10_000.0  # 80% of it, shared by 2 workers: 4,000 MiB a stack, 40 runs at 100 MiB
+    assert gpu.stack_size(runs[0]) == 40
+    pending = gpu.order()
+    job = gpu.next_job(pending)
+    assert len(job) == min(40, len([r for r in runs if stack_group(r) == stack_group(job[0])]))
+    assert len({stack_group(r) for r in job}) == 1 and not set(job) & set(pending)
+    assert Queue(runs, 0, 1, tmp_path, "paper", {}, stack=3).next_job(list(runs)) == runs[:3]
 
 
 def test_settings_reach_every_run_and_leave_its_folder_alone(tiny_root, tmp_path, monkeypatch):

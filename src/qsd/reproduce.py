@@ -36,7 +36,7 @@ from .report import figures, findings, recipes, result_tables
 from .report.collect import collect
 from .report.compare import WITHHELD
 from .report.replication import TABLES, render_replication
-from .runqueue import Queue, auto_jobs, clock, estimates, memory_per_run
+from .runqueue import Queue, auto_jobs, clock, estimates, memory_per_run, stacked_experiments
 from .train import ConfigError
 
 log = logging.getLogger("qsd.reproduce")
@@ -308,7 +308,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     side_by_side = max(1, min(args.jobs, len(todo) + len(picked)))
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
                   estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings, device, args.stack,
-                  memory_per_run(timed))
+                  memory_per_run(timed), stacked_experiments(timed))
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
           f"already finished, {queue.time_left(todo + picked)}; {max((r.threads for r in wanted), default=1)} CPU "
           f"thread(s) each, on {device}")
@@ -334,7 +334,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if later:  # their seeds' grids have finished: the rates they picked
             left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
             outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,
-                              left, args.settings, device, args.stack, queue.memory).run()
+                              left, args.settings, device, args.stack, queue.memory, queue.stacked).run()
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")

@@ -83,6 +83,12 @@ def stack_group(run: Run) -> tuple:
     return tuple(sorted(o for o in run.overrides if o.split("=", 1)[0].split(".")[0] not in MEMBER_AXIS))
 
 
+def stacked_experiments(finished: dict[str, Path]) -> set[str]:
+    """The experiments some finished run of which was trained in a stack (their pace is a stack's share)."""
+    return {key.split("/")[0] for key, path in finished.items()
+            if ((runstore.read_summary(path) or {}).get("stack") or 1) > 1}
+
+
 def memory_per_run(finished: dict[str, Path]) -> dict[str, float]:
     """The most CUDA memory (MiB) one run of each experiment took in a stack, from the finished runs'
     summaries (``peak_mib``: the stack's peak over its members)."""
@@ -107,14 +113,16 @@ class Queue:
     """Run ``todo`` (runs not yet finished) with ``jobs`` workers in ``root`` (the runs folder of
     ``scale``), each with the overrides ``settings`` added (how it trains: ``suite.SETTINGS``);
     ``done`` runs were finished before. ``stack``: runs a job trains as one model, N or ``auto`` (``stack_size``);
-    ``memory``: MiB of CUDA memory per run of each experiment, as measured (``memory_per_run``)."""
+    ``memory``: MiB of CUDA memory per run of each experiment, as measured (``memory_per_run``); ``stacked``: the
+    experiments whose pace was recorded in stacks (``stacked_experiments``)."""
 
     def __init__(self, todo: list[Run], done: int, jobs: int, root: Path, scale: str,
                  estimate: dict[str, float], verbose: bool = False, budget_s: float | None = None,
                  settings: Sequence[str] = (), device: str = "cpu", stack: int | str = 1,
-                 memory: dict[str, float] | None = None):
+                 memory: dict[str, float] | None = None, stacked: set[str] | None = None):
         self.todo, self.done, self.jobs, self.root, self.scale = todo, done, jobs, root, scale
-        self.stack, self.memory = stack, dict(memory or {})
+        self.stack, self.memory, self.stacked = stack, dict(memory or {}), set(stacked or ())
+        self.gpu_mib: float | None = None  # the GPU's memory, read when a stack is first sized by it
         self.kind = device.split(":")[0]  # the kind of device ``estimate``'s paces were recorded on
         self.settings = [*settings, "train.progress=off"]
         self.estimate = {**estimate}
@@ -176,10 +184,12 @@ class Queue:
             return 1
         if run.experiment not in self.memory:
             return FIRST_STACK
-        import torch
+        if self.gpu_mib is None:
+            import torch
 
-        free = torch.cuda.get_device_properties(0).total_memory / 2**20 * 0.8 / self.jobs
-        return max(1, min(MAX_STACK, int(free // max(self.memory[run.experiment], 1.0))))
+            self.gpu_mib = torch.cuda.get_device_properties(0).total_memory / 2**20
+        share = self.gpu_mib * 0.8 / self.jobs
+        return max(1, min(MAX_STACK, int(share // max(self.memory[run.experiment], 1.0))))
 
     def next_job(self, pending: list[Run]) -> list[Run]:
         """The next job: the first pending run and, up to its ``stack_size``, the next pending runs that
@@ -235,6 +245,8 @@ class Queue:
         s = runstore.read_summary(self.root / run.key) or {}
         if out.status in runstore.FINISHED and s.get("epochs_done"):  # learn the pace as runs finish, resumed or not
             self.estimate[run.experiment] = s["wall_s"] / s["epochs_done"] / max(1, s.get("stack") or 1)
+        if (s.get("stack") or 1) > 1:
+            self.stacked.add(run.experiment)
         if isinstance(s.get("peak_mib"), (int, float)):
             self.memory[run.experiment] = max(self.memory.get(run.experiment, 0.0), s["peak_mib"])
         seconds, untimed = self.left_s(left)
@@ -248,11 +260,14 @@ class Queue:
 
     def _over_budget(self, job: list[Run], elapsed: float) -> str:
         """Why ``job``, started ``elapsed`` seconds into the budget, would not finish within it ('' if it
-        would); a stack takes its runs' shares together."""
+        would). A stack takes its runs' shares together where its experiment's pace was recorded in stacks;
+        where it was recorded one run a process, as long as its longest run (what a stack costs while the
+        device has room for it: an assumption until a stack of the experiment has finished)."""
         times = [self.seconds(r) for r in job]
         if any(t is None for t in times):
             return f"no pace recorded on {self.kind} yet, so maybe over the time budget"
-        return "over the time budget" if elapsed + sum(times) > self.budget_s else ""
+        took = sum(times) if len(job) == 1 or job[0].experiment in self.stacked else max(times)
+        return "over the time budget" if elapsed + took > self.budget_s else ""
 
     def stop(self) -> None:
         """Stop every running run: each keeps its last checkpoint and releases its lock. Ctrl-C on a

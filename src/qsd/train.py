@@ -328,9 +328,6 @@ def fit_group(cfgs: list[DictConfig]) -> list[dict]:
                 summaries[i] = member
             else:
                 members[i] = member
-        log.info("%d run(s) on %s, scale %s, %d CPU thread(s)%s%s", len(members), device, cfgs[0].scale.name,
-                 cfgs[0].train.threads, ", CUDA graphs" if graphs else "",
-                 ", stacked by the epoch each resumes from" if len(members) > 1 else "")
         for start in sorted({m.start for m in members.values()}):
             group = [i for i, m in members.items() if m.start == start]
             for part in _stackable(group, members, device):
@@ -387,6 +384,9 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
     """Train ``members`` (one run, or a stack resuming from one epoch) to the end; returns their summaries."""
     first, stacked = members[0], len(members) > 1
     cfg = first.cfg
+    log.info("%s on %s, scale %s, %d CPU thread(s)%s", f"one stack of {len(members)} runs "
+             f"({', '.join(m.path.name for m in members)})" if stacked else f"run {first.path}", device,
+             cfg.scale.name, cfg.train.threads, ", CUDA graphs" if graphs else "")
     if stacked:
         rng = MemberRNG([m.rng for m in members] if device.type == "cpu" else None)
         model, task = stack_model([m.model for m in members], rng), StackedTask([m.task for m in members])

@@ -72,6 +72,7 @@ def collect(paths: dict[Path, dict[str, str]], out: Path) -> int:
                "test_loss": summary.get("test_loss", ""), "epochs_done": summary.get("epochs_done", ""),
                "wall_s": summary.get("wall_s", ""), "device": summary.get("device", ""),
                "device_name": summary.get("device_name", ""), "jobs": summary.get("jobs", ""),
+               "stack": summary.get("stack", 1),  # runs before stacked training trained one a process
                "threads": summary.get("threads", ""), "commit": (summary.get("versions") or {}).get("commit", "unknown"),
                "figures": columns.get("figures", ""), "lengthens": columns.get("lengthens", "")}
         for k, v in (summary.get("final_valid") or {}).items():

@@ -215,18 +215,24 @@ def _time_row(name: str, runs: list[dict]) -> dict:
     return {"figure": name, "runs": len(runs), "device": "; ".join(sorted({_device(r) for r in runs})),
             "jobs": ", ".join(str(j) for j in sorted({j for j in jobs if j not in ("", None)})) or "not recorded",
             "median minutes a run": round(statistics.median(wall) / 60, 1), "run hours": round(sum(wall) / 3600, 2),
-            "machine hours": round(sum(w / int(j) for w, j in zip(wall, jobs)) / 3600, 2) if not unknown
+            "machine hours": round(sum(w / int(j) / _stack(r) for w, j, r in zip(wall, jobs, runs)) / 3600, 2) if not unknown
             else f"n/a: jobs not recorded for {unknown} run(s)"}
 
 
+def _stack(run: dict) -> int:
+    """How many runs trained as one stacked model with ``run`` (1: one run a process)."""
+    return int(float(run.get("stack") or 1))
+
+
 def _pace_rows(runs: list[dict]) -> list[dict]:
-    """How long one run took, per experiment, length, device and JOBS: what a slice's time budget needs."""
+    """How long one run took, per experiment, length, device, JOBS and stack: what a slice's time budget needs."""
     by_setting = group(runs, lambda r: (r["experiment"], int(float(r["epochs"])), _device(r),
-                                        str(r.get("jobs") or "not recorded")))
+                                        str(r.get("jobs") or "not recorded"), _stack(r)))
     rows = []
-    for (experiment, epochs, device, jobs), rs in sorted(by_setting.items()):
+    for (experiment, epochs, device, jobs, stack), rs in sorted(by_setting.items()):
         minutes = sorted(float(r["wall_s"]) / 60 for r in rs)
-        rows.append({"experiment": experiment, "epochs": epochs, "device": device, "jobs": jobs, "runs": len(rs),
+        rows.append({"experiment": experiment, "epochs": epochs, "device": device, "jobs": jobs, "stack": stack,
+                     "runs": len(rs),
                      "median minutes a run": round(statistics.median(minutes), 1),
                      "range": f"{minutes[0]:.1f}-{minutes[-1]:.1f}"})
     return rows
@@ -242,12 +248,13 @@ def render_compute(res: Path, scale: str) -> None:
     write_table(res, "compute", [*rows, _time_row("all (each run once)", runs)], scale,
                 "Training time of the collected runs: each run's wall time as its summary.json records it, the "
                 "device it trained on and its queue's JOBS (how many runs trained side by side at most); machine "
-                "hours = the sum of run time / JOBS, about the time the machine was held (less where a queue's tail "
-                "ran fewer at once). A run that several figures use counts in each, and once in the last row; "
+                "hours = the sum of run time / (JOBS x stack), about the time the machine was held (less where a "
+                "queue's tail ran fewer at once; a stack's runs share its wall time). A run that several figures use counts in each, and once in the last row; "
                 "compute_pace.md gives the time of one run per experiment, device and JOBS")
     write_table(res, "compute_pace", _pace_rows(runs), scale,
-                "Time of one run per experiment, length (epochs), device and JOBS (the most runs its queue trained "
-                "side by side; a run's time also depends on what else the machine did), from each run's recorded "
+                "Time of one run per experiment, length (epochs), device, JOBS (the most runs its queue trained "
+                "side by side; a run's time also depends on what else the machine did) and stack (runs trained as "
+                "one model, whose time is the stack's), from each run's recorded "
                 "wall time (a resumed run's parts added up): the paces a slice's --time-budget plans with")
 
 

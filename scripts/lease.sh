@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The paper scale's remaining runs on a lent GPU machine, one slice a call (results/paper/provenance.md).
+#
+#   here, before the lease:  bash scripts/lease.sh prepare        # .devcarry/site: hydra, omegaconf, antlr4
+#                            bash scripts/lease.sh check SLICE    # the slice's runs and plan, on this CPU
+#   on the lent machine:     bash scripts/lease.sh run SLICE      # (device tool: carry .devcarry and DATA's raw files)
+#   back here:               tar xzf <files_at>/slice.tgz && .venv/bin/qsd-reproduce --scale paper --collect-only
+#
+# SLICE: mlp (the MLPs' QSD 1.5x runs), cnn (the CNNs' grid and both arms' 1.5x runs), ptb (the medium PTB
+# LSTM, claim 5a). Each run of a slice stacks with the runs of its experiment and schedule (--stack auto:
+# as many as the GPU's memory holds, measured), several stacks side by side under MPS (JOBS), and stops
+# starting stacks that would not end within BUDGET minutes; what finished is packed into $OUT/slice.tgz
+# (small files only). The text LSTMs do not stack (their batches differ in shape across seeds): IMDB runs
+# one run a process (SLICE=imdb, JOBS 16), its raw files carried alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:?usage: lease.sh prepare | check SLICE | run SLICE}
+slice=${2:-}
+case "$slice" in
+  mlp) ONLY="fig2_mlp_curves fig4_sparsity table3_tuned"; EXPS="mlp_mnist"; DATA="mnist"; JOBS=${JOBS:-4} ;;
+  cnn) ONLY="fig6_cnn table3_tuned"; EXPS="cnn_mnist cnn_fashion cnn_fashion_extra"; DATA="mnist fashion_mnist"; JOBS=${JOBS:-4} ;;
+  ptb) ONLY="fig7_lstm_lm"; EXPS="lstm_ptb"; DATA="ptb"; JOBS=${JOBS:-2} ;;
+  imdb) ONLY="fig8_sentiment table3_tuned"; EXPS="lstm_imdb"; DATA="imdb"; JOBS=${JOBS:-16} ;;
+  "") [ "$mode" = prepare ] || { echo "SLICE must be one of: mlp cnn ptb imdb" >&2; exit 2; } ;;
+  *) echo "SLICE must be one of: mlp cnn ptb imdb (got '$slice')" >&2; exit 2 ;;
+esac
+STACK=$([ "$slice" = imdb ] && echo 1 || echo auto)
+ARGS=(--scale paper --only $ONLY --experiments $EXPS --jobs "${JOBS:-1}" --stack "$STACK")
+
+case "$mode" in
+  prepare)  # the packages the lent machine's image lacks, from this checkout's .venv
+    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    rm -rf .devcarry/site && mkdir -p .devcarry/site
+    for pkg in hydra omegaconf antlr4; do cp -r "$site/$pkg" .devcarry/site/; done
+    du -sh .devcarry/site ;;
+  check)  # which runs the slice would train (the time left is this machine's, not the GPU's)
+    .venv/bin/qsd-reproduce "${ARGS[@]}" --dry-run | grep "^#" ;;
+  run)
+    export PYTHONPATH=$PWD/.devcarry/site:$PWD/src PYTHONUNBUFFERED=1 QSD_COMMIT=${QSD_COMMIT:-$(git log -1 --format=%h 2>/dev/null || echo unknown)}
+    T0=$(date +%s)
+    python3 -m qsd.data.cli fetch $DATA
+    nvidia-cuda-mps-control -d || true
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 20 > "$OUT/gpu_util.txt" 2>&1 &
+    # BUDGET (minutes): no stack starts that would not end inside the call; LIMIT (s): the call's own
+    timeout -s TERM $(( ${LIMIT:-570} - ($(date +%s) - T0) )) python3 -m qsd.reproduce "${ARGS[@]}" \
+      --time-budget "${BUDGET:-7.5}" --pack "$OUT/slice.tgz" 2>&1 | tee "$OUT/log.txt" || true ;;
+  *) echo "mode must be prepare, check or run" >&2; exit 2 ;;
+esac
