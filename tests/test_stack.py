@@ -104,6 +104,32 @@ def test_a_killed_stack_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path
             assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
 
 
+def test_a_stack_killed_mid_epoch_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path, monkeypatch):
+    from qsd import tasks
+
+    overrides = KINDS["cnn_batch_norm"]
+    whole = fit_group(member_configs(tiny_root, tmp_path / "whole", overrides))
+    cfgs = member_configs(tiny_root, tmp_path / "killed", overrides)
+    real_step, calls = tasks.StackedTask.step, {"n": 0}
+
+    def step_then_die(self, model, batch, state=None):  # killed inside epoch 2's training step
+        calls["n"] += model.training
+        if calls["n"] == 2 and model.training:
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(self, model, batch, state)
+
+    monkeypatch.setattr(tasks.StackedTask, "step", step_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit_group(cfgs)
+    monkeypatch.setattr(tasks.StackedTask, "step", real_step)
+    resumed = fit_group(cfgs)
+    for r, w in zip(resumed, whole):
+        assert r["identity"] == w["identity"] and close(r["test_error"], w["test_error"], 1e-4)
+    for cfg, ref in zip(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides)):
+        for row, want in zip(history(cfg), history(ref), strict=True):
+            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+
+
 def test_a_single_run_resumes_a_stack_members_checkpoint(tiny_root, tmp_path, monkeypatch):
     """A member's checkpoint is its single run's: a stack stopped after epoch 1 finishes one run at a time."""
     overrides = KINDS["mlp"]
