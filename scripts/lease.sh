@@ -25,7 +25,7 @@ case "$slice" in
   *) echo "SLICE must be one of: mlp cnn ptb imdb (got '$slice')" >&2; exit 2 ;;
 esac
 STACK=$([ "$slice" = imdb ] && echo 1 || echo auto)
-ARGS=(--scale paper --only $ONLY --experiments $EXPS --jobs "${JOBS:-1}" --stack "$STACK")
+ARGS=(--scale paper --only ${ONLY:-} --experiments ${EXPS:-} --jobs "${JOBS:-1}" --stack "$STACK")
 
 case "$mode" in
   prepare)  # the packages the lent machine's image lacks, from this checkout's .venv
