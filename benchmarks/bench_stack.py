@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from qsd.data import data_root
 from qsd.io import write_json
 from qsd.provenance import device_name
-from qsd.stack import MemberRNG, stack_model
+from qsd.stack import Members, stack_model
 from qsd.tasks import StackedTask, build_task
 from qsd.train import CONFIG_DIR, build_model_from, build_optimiser, run_epoch
 
@@ -44,7 +44,7 @@ def timed(cfgs: list, device: torch.device, stacked: bool, warmup: int) -> float
         task = build_task(cfg.data, cfg.train, cfg.seed, device, root)
         built.append((task, build_model_from(cfg, task.dims).to(device), torch.get_rng_state()))
     jobs = [(StackedTask([t for t, _, _ in built]), stack_model([m for _, m, _ in built],
-             MemberRNG([r for _, _, r in built] if device.type == "cpu" else None)))] if stacked \
+             Members([r for _, _, r in built] if device.type == "cpu" else None)))] if stacked \
         else [(t, m) for t, m, _ in built]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     total = 0.0

@@ -10,8 +10,9 @@
 # LSTM, claim 5a). Each run of a slice stacks with the runs of its experiment and schedule (--stack auto:
 # as many as the GPU's memory holds, measured), several stacks side by side under MPS (JOBS), and stops
 # starting stacks that would not end within BUDGET minutes; what finished is packed into $OUT/slice.tgz
-# (small files only). The text LSTMs do not stack (their batches differ in shape across seeds): IMDB runs
-# one run a process (SLICE=imdb, JOBS 16), its raw files carried alone.
+# (small files only). IMDB runs one run a process (SLICE=imdb, JOBS 16), its raw files carried alone: a
+# sentiment stack pads every member's batch to the longest review among them and runs a matmul LSTM
+# eagerly where a single run uses cuDNN's (not measured on a GPU yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: lease.sh prepare | check SLICE | run SLICE}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from qsd import runstore, train
-from qsd.stack import NotStackable, StackedLSTM, member_state, stack_model, MemberRNG
+from qsd.stack import NotStackable, StackedLSTM, member_state, stack_model, Members
 from qsd.train import fit, fit_group
 
 from .test_train import config
@@ -20,6 +20,7 @@ KINDS = {  # every model kind that stacks, at a size the tiny data trains in sec
     "cnn": ["experiment=cnn_fashion", "model.channels=[4,8,8]", "model.fc=16"],
     "cnn_batch_norm": ["experiment=cnn_fashion_extra", "model.channels=[4,8,8]", "model.fc=16"],
     "lstm_lm": ["experiment=lstm_ptb_small", "model.hidden=16"],
+    "lstm_sentiment": ["experiment=lstm_rt", "model.embedding=16", "model.hidden=16"],
     "wrn": ["experiment=wrn_cifar10"],
 }
 
@@ -163,15 +164,16 @@ def test_a_model_without_a_stacked_form_trains_its_runs_one_by_one(tiny_root, tm
     assert [s["stack"] for s in fit_group(cfgs)] == [1, 1]
 
 
-def test_text_classification_trains_one_by_one(tiny_root, tmp_path):
-    cfgs = member_configs(tiny_root, tmp_path, ["experiment=lstm_rt"], members=[("dropout", 0), ("qsd", 1)])
-    assert [s["status"] for s in fit_group(cfgs)] == ["completed", "completed"]
+def test_a_bidirectional_lstm_trains_its_runs_one_by_one(tiny_root, tmp_path):
+    cfgs = member_configs(tiny_root, tmp_path, ["experiment=lstm_rt", "model.bidirectional=true"],
+                          members=[("dropout", 0), ("qsd", 1)])
+    assert [(s["status"], s["stack"]) for s in fit_group(cfgs)] == [("completed", 1), ("completed", 1)]
 
 
 def test_stacked_lstm_computes_what_nn_lstm_does():
     torch.manual_seed(0)
     lstms = [torch.nn.LSTM(5, 7) for _ in range(3)]
-    stacked = stack_model(lstms, MemberRNG(None))
+    stacked = stack_model(lstms, Members(None))
     x = torch.randn(3, 11, 4, 5)
     state = (torch.randn(3, 1, 4, 7), torch.randn(3, 1, 4, 7))
     out, (h, c) = stacked(x, state)
@@ -181,13 +183,13 @@ def test_stacked_lstm_computes_what_nn_lstm_does():
         torch.testing.assert_close((h[g], c[g]), (wh, wc), rtol=1e-5, atol=1e-6)
     assert isinstance(stacked, StackedLSTM)
     with pytest.raises(NotStackable, match="one-directional"):
-        stack_model([torch.nn.LSTM(5, 7, bidirectional=True)] * 2, MemberRNG(None))
+        stack_model([torch.nn.LSTM(5, 7, bidirectional=True)] * 2, Members(None))
 
 
 def test_member_state_is_the_single_models_state():
     torch.manual_seed(0)
     nets = [torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)) for _ in range(2)]
-    stacked = stack_model(nets, MemberRNG(None))
+    stacked = stack_model(nets, Members(None))
     for g, net in enumerate(nets):
         own = member_state(stacked.state_dict(), g)
         assert own.keys() == net.state_dict().keys()

@@ -1,20 +1,22 @@
 """Stacked training: G runs of one architecture trained as one model whose every weight has a leading
 member axis, so that G small models cost about what one costs until the device is full.
 
-``stack_model(models, rng)`` builds that model from the members' own models (each built by the single
+``stack_model(models, members)`` builds that model from the members' own models (each built by the single
 run's constructor under its seed, so each member starts from its single run's weights): every leaf with
 weights becomes its batched form (``nn.Linear`` a batched matmul, ``nn.Conv2d`` a grouped convolution,
 ``nn.BatchNorm2d`` one batch norm over all members' channels, ``nn.Embedding`` one lookup in the
 members' tables laid end to end, ``nn.LSTM`` an LSTM written with batched matmuls), and every
 regulariser a ``StackedReg`` that calls each member's own regulariser on that member's slice, with the
-member's own random stream swapped in on the CPU (``MemberRNG``). Activations are laid out
+member's own random stream swapped in on the CPU (``Members``). Activations are laid out
 ``(G, <the single run's shape>)``; a model's own ``forward`` must therefore read shapes from the end
 (``flatten(-3)``, ``movedim(-3, -1)``), which every model in ``models/`` does. Parameters keep their
 names, so ``member_state`` (and ``member_optimiser_state``) give each member its own state dict,
 and a member's checkpoint is the single run's: either resumes the other.
 
-Anything without a stacked form (e.g. the "synapse" granularity, a bidirectional LSTM) raises
-``NotStackable``; the trainer then trains those runs one by one.
+Text batches, bucketed by length per seed, are padded to the largest member's; ``Members.extents`` cuts
+each member's regulariser input back to its own batch. Anything without a stacked form (e.g. the
+"synapse" granularity, a bidirectional LSTM) raises ``NotStackable``; the trainer then trains those runs
+one by one.
 """
 from __future__ import annotations
 
@@ -35,17 +37,21 @@ class NotStackable(ValueError):
     """A model (or a group of runs) that has no stacked form; the message says which part."""
 
 
-class MemberRNG:
-    """Each member's torch CPU generator state, swapped in around that member's random draws, so that
-    a member draws on the CPU exactly the masks its single run draws. ``states=None``: the members share
-    the device's stream (CUDA, where swapping would break graph capture; a member's masks then differ
-    from its single run's, with the same distribution)."""
+class Members:
+    """What a stack's regularisers need to know of each member: its torch CPU generator state, swapped in
+    around that member's random draws, so that a member draws on the CPU exactly the masks its single run
+    draws (``states=None``: the members share the device's stream; on CUDA, where swapping would break
+    graph capture, a member's masks then differ from its single run's, with the same distribution); and,
+    for text batches padded to the largest member's, each member's own (batch, time) extent, to which its
+    regulariser's input is cut, so that it draws masks of its single run's shape (``extents``, set per
+    batch by ``StackedTask``; None where every member's batch has the stack's shape)."""
 
     def __init__(self, states: list[torch.Tensor] | None):
         self.states = states
+        self.extents: list[tuple[int, ...]] | None = None
 
     @contextlib.contextmanager
-    def member(self, g: int) -> Iterator[None]:
+    def rng(self, g: int) -> Iterator[None]:
         if self.states is None:
             yield
             return
@@ -190,7 +196,7 @@ class StackedLSTM(nn.Module):
         if m.num_layers != 1 or m.bidirectional or m.proj_size or not m.bias:
             raise NotStackable("only a one-layer, one-directional nn.LSTM with biases has a stacked form "
                                f"(got layers={m.num_layers}, bidirectional={m.bidirectional}, proj_size={m.proj_size})")
-        self.batch_first = m.batch_first
+        self.batch_first, self.bidirectional = m.batch_first, False
         _take(self, mods, memo)
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -216,22 +222,32 @@ class StackedLSTM(nn.Module):
 
 class StackedReg(nn.Module):
     """The members' own regulariser modules (any kind, any rate), each applied to its member's slice
-    while training, with its member's random stream (``MemberRNG``)."""
+    while training, with its member's random stream and, where the batch is padded, cut to its member's
+    extent (``Members``; the padding stays zero)."""
 
-    def __init__(self, regs: list[nn.Module], rng: MemberRNG):
+    def __init__(self, regs: list[nn.Module], members: Members):
         super().__init__()
         for r in regs:
             if any(True for _ in r.parameters()) or r.state_dict():
                 raise NotStackable(f"regulariser {type(r).__name__} holds weights or saved buffers")
-        self.members, self.rng = nn.ModuleList(regs), rng
+        self.regs, self.members = nn.ModuleList(regs), members
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        outs = []
-        for g, reg in enumerate(self.members):
-            with self.rng.member(g):
-                outs.append(reg(x[g]))
+        outs, extents = [], self.members.extents
+        for g, reg in enumerate(self.regs):
+            own = x[g]
+            if extents is not None:
+                cut = tuple(slice(0, n) for n in extents[g][: own.dim() - 1])
+                own = own[cut]
+            with self.members.rng(g):
+                out = reg(own)
+            if extents is not None:
+                padded = torch.zeros_like(x[g])
+                padded[cut] = out
+                out = padded
+            outs.append(out)
         return torch.stack(outs)
 
 
@@ -241,7 +257,7 @@ POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 ELEMENTWISE = (nn.ReLU, nn.Identity, nn.Tanh, nn.Sigmoid)
 
 
-def _stack(mods: list[nn.Module], rng: MemberRNG, memo: dict) -> nn.Module:
+def _stack(mods: list[nn.Module], members: Members, memo: dict) -> nn.Module:
     first = mods[0]
     if id(first) in memo:  # a module the model holds twice is stacked once
         return memo[id(first)]
@@ -249,7 +265,7 @@ def _stack(mods: list[nn.Module], rng: MemberRNG, memo: dict) -> nn.Module:
     if any(type(m) is not kind for m in mods[1:]) and kind not in REGULARISERS.values():
         raise NotStackable(f"members differ in architecture ({kind.__name__} against {type(mods[1]).__name__})")
     if kind in REGULARISERS.values() or any(type(m) in REGULARISERS.values() for m in mods):
-        out = StackedReg(mods, rng)
+        out = StackedReg(mods, members)
     elif isinstance(first, SynapticLinear):
         raise NotStackable("the 'synapse' granularity (a mask on each member's weight) has no stacked form here")
     elif kind in LEAVES:
@@ -265,16 +281,17 @@ def _stack(mods: list[nn.Module], rng: MemberRNG, memo: dict) -> nn.Module:
     else:  # a container: same class and forward, stacked children
         out = copy.copy(first)
         out._parameters, out._buffers = OrderedDict(), OrderedDict()
-        out._modules = OrderedDict((k, _stack([m._modules[k] for m in mods], rng, memo)) for k in first._modules)
+        out._modules = OrderedDict((k, _stack([m._modules[k] for m in mods], members, memo)) for k in first._modules)
     memo[id(first)] = out
     return out
 
 
-def stack_model(models: list[nn.Module], rng: MemberRNG) -> nn.Module:
+def stack_model(models: list[nn.Module], members: Members) -> nn.Module:
     """One model computing ``models`` side by side on (G, ...) inputs; its state dict's entries are the
-    members' stacked on a first axis, under the same names. Raises ``NotStackable``."""
-    out = _stack(models, rng, {})
-    out.stack_size = len(models)
+    members' stacked on a first axis, under the same names; ``members`` is shared by its regularisers
+    (and kept as its ``members``). Raises ``NotStackable``."""
+    out = _stack(models, members, {})
+    out.stack_size, out.members = len(models), members
     return out
 
 

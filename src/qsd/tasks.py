@@ -43,6 +43,10 @@ class Task:
         loss = F.cross_entropy(logits.float(), y)
         return loss, loss.detach() * y.numel(), (logits.argmax(1) == y).sum(), None
 
+    def count(self, batch) -> list[int]:
+        """What a batch's loss is summed over (examples, or a window's tokens), as a list of one."""
+        return [batch[1].numel()]
+
     def metrics(self, loss_sum: float, n: int, correct: float) -> dict[str, float]:
         loss = loss_sum / max(n, 1)
         if self.kind == "lm":
@@ -98,38 +102,52 @@ def build_task(data_cfg, train_cfg, seed: int, device: torch.device, root: str) 
 
 
 class StackedBatches:
-    """The members' batches of one split, step by step, stacked on a first axis (members of one
-    experiment see batches of one shape: same data, batch size and window)."""
+    """The members' batches of one split, step by step, stacked on a first axis. Image and language-model
+    batches have one shape across members (same data, batch size and window); text batches, bucketed by
+    length per seed, are padded to the largest member's (ids with the pad id, lengths and labels with 1
+    and 0), each batch carrying its members' own (examples, time) extents last."""
 
-    def __init__(self, members: list[Iterable]):
-        self.members = members
+    def __init__(self, members: list[Iterable], text: bool = False):
+        self.members, self.text = members, text
 
     def __len__(self) -> int:
         return len(self.members[0])
 
     def __iter__(self):
         for batches in zip(*self.members):
-            yield tuple(torch.stack(parts) for parts in zip(*batches))
+            if not self.text:
+                yield tuple(torch.stack(parts) for parts in zip(*batches))
+                continue
+            extents = [tuple(ids.shape) for (ids, _), _ in batches]
+            b, t = (max(e[i] for e in extents) for i in (0, 1))
+            ids = torch.stack([F.pad(ids, (0, t - ids.shape[1], 0, b - ids.shape[0])) for (ids, _), _ in batches])
+            lengths = torch.stack([F.pad(n, (0, b - len(n)), value=1) for (_, n), _ in batches])
+            y = torch.stack([F.pad(y, (0, b - len(y))) for _, y in batches])
+            yield (ids, lengths), y, extents
 
 
 class StackedTask:
     """G tasks of one experiment (differing in seed: data order, augmentation) as one, for a stacked
     model (``stack.py``): a step's objective is the sum of the members' own objectives, so each
-    member's gradient is its own; its loss and correct count come back per member, shape (G,)."""
+    member's gradient is its own; its loss and correct count come back per member, shape (G,). Padded
+    text batches count, score and average each member's own examples only, and tell the model's
+    regularisers each member's extent (``stack.Members``)."""
 
     def __init__(self, tasks: list[Task]):
-        if any(isinstance(t.splits["train"], D.TextBatches) for t in tasks):
-            from .stack import NotStackable
-
-            raise NotStackable("text classification batches are bucketed by length per seed, so members' batches "
-                               "differ in shape: train these runs one by one")
         first = tasks[0]
         self.tasks, self.members = tasks, len(tasks)
         self.kind, self.dims, self.metric, self.lm_loss = first.kind, first.dims, first.metric, first.lm_loss
-        self.splits = {s: StackedBatches([t.splits[s] for t in tasks]) for s in first.splits}
+        self.text = isinstance(first.splits["train"], D.TextBatches)
+        self.splits = {s: StackedBatches([t.splits[s] for t in tasks], self.text) for s in first.splits}
+
+    def count(self, batch) -> list[int]:
+        """What each member's loss is summed over in ``batch``."""
+        if self.text:
+            return [e[0] for e in batch[2]]
+        return [batch[1][0].numel()] * self.members
 
     def step(self, model: nn.Module, batch, state=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
-        x, y = batch
+        x, y = batch[:2]
         if self.kind == "lm":
             if state is not None:
                 state = [tuple(t.detach() for t in s) for s in state]
@@ -138,9 +156,21 @@ class StackedTask:
             loss_sum = tokens.flatten(1).sum(1)
             per_member = loss_sum / (y.size(2) if self.lm_loss == "time_sum" else y[0].numel())
             return per_member.sum(), loss_sum.detach(), torch.zeros(self.members, device=y.device), state
-        logits = model(x)
+        if self.text:
+            model.members.extents = batch[2]
+        try:
+            logits = model(x)
+        finally:
+            if self.text:
+                model.members.extents = None
         losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape)
-        return losses.mean(1).sum(), losses.detach().sum(1), (logits.argmax(-1) == y).sum(1), None
+        right = logits.argmax(-1) == y
+        if self.text:  # each member's own examples: the padding's are dropped
+            sizes = torch.tensor(self.count(batch), device=y.device)
+            own = torch.arange(y.shape[1], device=y.device) < sizes.unsqueeze(1)
+            losses, right = torch.where(own, losses, 0.0), right & own
+            return (losses.sum(1) / sizes).sum(), losses.detach().sum(1), right.sum(1), None
+        return losses.mean(1).sum(), losses.detach().sum(1), right.sum(1), None
 
     def metrics(self, loss_sum: float, n: int, correct: float) -> dict[str, float]:
         return self.tasks[0].metrics(loss_sum, n, correct)

@@ -35,7 +35,7 @@ from .models import MODELS, build_model
 from .paths import ROOT
 from .provenance import device_name, git_commit
 from .regularisers import build as build_regulariser
-from .stack import MemberRNG, NotStackable, clip_grad_norm_, member_optimiser_state, member_state, \
+from .stack import Members, NotStackable, clip_grad_norm_, member_optimiser_state, member_state, \
     stack_model, stack_optimiser_states
 from .tasks import LM_LOSSES, StackedTask, Task, build_task
 
@@ -211,7 +211,7 @@ def run_epoch(model, task: Task | StackedTask, split: str, cfg: DictConfig, devi
     members = getattr(task, "members", 0)  # 0: one run, scalar sums
     loss_sum = torch.zeros((members,) if members else (), device=device, dtype=torch.float64)
     correct = torch.zeros_like(loss_sum)
-    n, state = 0, None
+    counts, state = [0] * max(members, 1), None
     batches = task.splits[split]
     graphs = graphs and (training or task.kind == "lm")
     amp = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=not graphs) if cfg.train.amp
@@ -239,15 +239,15 @@ def run_epoch(model, task: Task | StackedTask, split: str, cfg: DictConfig, devi
             loss, right, state = step(batch, state)
             loss_sum += loss.double()
             correct += right
-            n += batch[1].numel() // max(members, 1)  # what the loss is summed over: examples, or a window's tokens
+            counts = [a + b for a, b in zip(counts, task.count(batch))]  # what each loss is summed over
             if training and i % 50 == 49 and not torch.isfinite(loss_sum).any():
                 break
             if progress and i % 20 == 19:
-                batches.set_postfix(loss=f"{loss_sum.mean().item() / n:.4g}")
+                batches.set_postfix(loss=f"{loss_sum.view(-1)[0].item() / counts[0]:.4g}")
             if cfg.train.max_steps and i + 1 >= cfg.train.max_steps:
                 break
     return [{**task.metrics(total, n, right), "diverged": not math.isfinite(total)}
-            for total, right in zip(loss_sum.view(-1).tolist(), correct.view(-1).tolist())]
+            for total, n, right in zip(loss_sum.view(-1).tolist(), counts, correct.view(-1).tolist())]
 
 
 def evaluate_test(model, task: Task, cfg, device) -> tuple[dict, dict]:
@@ -372,7 +372,7 @@ def _stackable(group: list[int], members: dict[int, Member], device: torch.devic
     if len(group) < 2:
         return [group]
     try:
-        stack_model([members[i].model for i in group], MemberRNG(None))
+        stack_model([members[i].model for i in group], Members(None))
         StackedTask([members[i].task for i in group])
     except NotStackable as e:
         log.warning("training %d runs one by one: %s", len(group), e)
@@ -388,8 +388,8 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
              f"({', '.join(m.path.name for m in members)})" if stacked else f"run {first.path}", device,
              cfg.scale.name, cfg.train.threads, ", CUDA graphs" if graphs else "")
     if stacked:
-        rng = MemberRNG([m.rng for m in members] if device.type == "cpu" else None)
-        model, task = stack_model([m.model for m in members], rng), StackedTask([m.task for m in members])
+        shared = Members([m.rng for m in members] if device.type == "cpu" else None)
+        model, task = stack_model([m.model for m in members], shared), StackedTask([m.task for m in members])
     else:
         model, task = first.model, first.task
     torch.set_rng_state(first.rng)
@@ -413,7 +413,7 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
         """Member ``g``'s model and optimiser state dicts and CPU random state, as its single run's."""
         if not stacked:
             return model.state_dict(), opt.state_dict(), torch.get_rng_state()
-        rng_cpu = rng.states[g] if rng.states is not None else torch.get_rng_state()
+        rng_cpu = shared.states[g] if shared.states is not None else torch.get_rng_state()
         return member_state(model.state_dict(), g), member_optimiser_state(opt.state_dict(), g), rng_cpu
 
     def finish(g: int) -> None:

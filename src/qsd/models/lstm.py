@@ -82,6 +82,7 @@ class LSTMClassifier(nn.Module):
             _, (h, _) = self.lstm(pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False))
             h = torch.cat(list(h), dim=1)  # both directions' final states
         else:
-            out, _ = self.lstm(e)
-            h = out[torch.arange(len(out), device=out.device), lengths.to(out.device) - 1]
+            out, _ = self.lstm(e)  # (..., B, T, H); gathered from the end: a stacked model adds a first axis
+            last = (lengths.to(out.device) - 1).view(*lengths.shape, 1, 1).expand(*lengths.shape, 1, out.shape[-1])
+            h = out.gather(-2, last).squeeze(-2)
         return self.head(self.reg_out(h))
