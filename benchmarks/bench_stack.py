@@ -22,7 +22,7 @@ from qsd.io import write_json
 from qsd.provenance import device_name
 from qsd.stack import Members, stack_model
 from qsd.tasks import StackedTask, build_task
-from qsd.train import CONFIG_DIR, build_model_from, build_optimiser, run_epoch
+from qsd.train import CONFIG_DIR, build_model_from, build_optimiser, run_epoch, use_cuda_graphs
 
 EXPERIMENTS = ["mlp_mnist", "cnn_fashion", "lstm_ptb_small"]
 REGS = ["none", "dropout", "qsd"]
@@ -36,7 +36,8 @@ def members(experiment: str, scale: str, count: int, steps: int, device: str) ->
 
 
 def timed(cfgs: list, device: torch.device, stacked: bool, warmup: int) -> float:
-    """Seconds the members' timed steps take: as one stack, or one after another."""
+    """Seconds the members' timed steps take: as one stack, or one after another; each as the trainer
+    would train it (on CUDA captured in a CUDA graph where ``train.cuda_graphs`` says so)."""
     root = str(data_root(cfgs[0].paths.data))
     built = []
     for cfg in cfgs:
@@ -47,15 +48,16 @@ def timed(cfgs: list, device: torch.device, stacked: bool, warmup: int) -> float
              Members([r for _, _, r in built] if device.type == "cpu" else None)))] if stacked \
         else [(t, m) for t, m, _ in built]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    graphs = use_cuda_graphs(cfgs[0], device)
     total = 0.0
     for task, model in jobs:
-        opt, _ = build_optimiser(cfgs[0], model)
+        opt, _ = build_optimiser(cfgs[0], model, capturable=graphs)
         warm = cfgs[0].copy()
         warm.train.max_steps = warmup
-        run_epoch(model, task, "train", warm, device, opt)
+        run_epoch(model, task, "train", warm, device, opt, graphs=graphs)
         sync()
         t0 = time.perf_counter()
-        run_epoch(model, task, "train", cfgs[0], device, opt)
+        run_epoch(model, task, "train", cfgs[0], device, opt, graphs=graphs)
         sync()
         total += time.perf_counter() - t0
     return total
@@ -80,14 +82,15 @@ def main() -> None:
     for experiment in args.experiments:
         for g in args.members:
             cfgs = members(experiment, args.scale, g, args.steps, args.device)
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
             one_by_one = timed(cfgs, dev, False, 3)
-            stacked = timed(cfgs, dev, True, 3)
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(dev)
+            stacked = timed(cfgs, dev, True, 3)  # its peak: the stack's, with the members' own models and data
             row = {"experiment": experiment, "members": g, "one_by_one_s": one_by_one, "stacked_s": stacked,
                    "speedup": one_by_one / stacked}
             if dev.type == "cuda":
-                row["peak_mib_per_member"] = torch.cuda.max_memory_allocated(dev) / 2**20 / g
+                row["peak_mib_per_member"] = torch.cuda.max_memory_reserved(dev) / 2**20 / g
             rows.append(row)
             print(f"{experiment:16s} G={g:3d}  one by one {one_by_one:8.2f} s  stacked {stacked:8.2f} s  "
                   f"speed-up {row['speedup']:.2f}x", flush=True)

@@ -70,10 +70,21 @@ def _stack(d: dict) -> list[str]:
                      *(["peak MiB a run"] if memory else [])], rows)]
 
 
+def _stack_suite(d: dict) -> list[str]:
+    """A suite's figure trained stacked and one run a process: wall times and how far the runs agree."""
+    rows = [[stack, d["runs"], d["jobs"], f"{wall:.0f}", f"{d['wall_s']['1'] / wall:.2f}x"] for stack, wall in d["wall_s"].items()]
+    a = d["agreement"]
+    return [f"`{d['command']}` ({d['date']}); stacks made: {d['stacks_made']}.", "",
+            *_table(["STACK", "runs", "JOBS", "wall s", "speed-up"], rows),
+            f"Agreement: {a['values_compared']} per-epoch losses within {a['max_relative_difference']:.1e} (relative); "
+            f"{a['test_errors_equal']} test errors equal; table1: {a['table1_mlp']}.", ""]
+
+
 SHAPES = {"regulariser forward+backward": _regularisers, "training step per regulariser": _step,
           "trainer overhead": _trainer, "suite throughput (smoke MLP runs of fig2-3)": _jobs,
           "CUDA graphs vs eager, ms per batch of a pass": _graphs,
-          "stacked training against one run at a time": _stack}
+          "stacked training against one run at a time": _stack,
+          "suite stacked against one run a process": _stack_suite}
 
 
 def render(bench: Path) -> str:

@@ -3,7 +3,8 @@
 #
 #   here, before the lease:  bash scripts/lease.sh prepare        # .devcarry/site: hydra, omegaconf, antlr4
 #                            bash scripts/lease.sh check SLICE    # the slice's runs and plan, on this CPU
-#   on the lent machine:     bash scripts/lease.sh run SLICE      # (device tool: carry .devcarry and DATA's raw files)
+#   on the lent machine:     bash scripts/lease.sh run SLICE      # (device tool: carry .devcarry and DATA's raw files;
+#                            the tree travels within 64 MiB only with results/cpu/ moved aside: provenance.md)
 #   back here:               tar xzf <files_at>/slice.tgz && .venv/bin/qsd-reproduce --scale paper --collect-only
 #
 # SLICE: mlp (the MLPs' QSD 1.5x runs), cnn (the CNNs' grid and both arms' 1.5x runs), ptb (the medium PTB
@@ -33,17 +34,21 @@ case "$mode" in
     site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     rm -rf .devcarry/site && mkdir -p .devcarry/site
     for pkg in hydra omegaconf antlr4; do cp -r "$site/$pkg" .devcarry/site/; done
+    git log -1 --format=%h > .devcarry/commit  # the code's commit: the copy that travels has no git history
     du -sh .devcarry/site ;;
   check)  # which runs the slice would train (the time left is this machine's, not the GPU's)
     .venv/bin/qsd-reproduce "${ARGS[@]}" --dry-run | grep "^#" ;;
   run)
-    export PYTHONPATH=$PWD/.devcarry/site:$PWD/src PYTHONUNBUFFERED=1 QSD_COMMIT=${QSD_COMMIT:-$(git log -1 --format=%h 2>/dev/null || echo unknown)}
+    export PYTHONPATH=$PWD/.devcarry/site:$PWD/src PYTHONUNBUFFERED=1
+    export QSD_COMMIT=${QSD_COMMIT:-$(cat .devcarry/commit 2>/dev/null || echo unknown)}
     T0=$(date +%s)
     python3 -m qsd.data.cli fetch $DATA
     nvidia-cuda-mps-control -d || true
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 20 > "$OUT/gpu_util.txt" 2>&1 &
+    trap 'kill $! 2>/dev/null; echo quit | nvidia-cuda-mps-control 2>/dev/null || true' EXIT
     # BUDGET (minutes): no stack starts that would not end inside the call; LIMIT (s): the call's own
-    timeout -s TERM $(( ${LIMIT:-570} - ($(date +%s) - T0) )) python3 -m qsd.reproduce "${ARGS[@]}" \
+    left=$(( ${LIMIT:-570} - ($(date +%s) - T0) )); [ "$left" -ge 60 ] || { echo "only ${left} s left" >&2; exit 1; }
+    timeout -s TERM "$left" python3 -m qsd.reproduce "${ARGS[@]}" \
       --time-budget "${BUDGET:-7.5}" --pack "$OUT/slice.tgz" 2>&1 | tee "$OUT/log.txt" || true ;;
   *) echo "mode must be prepare, check or run" >&2; exit 2 ;;
 esac

@@ -12,8 +12,10 @@ from qsd.train import fit, fit_group
 
 from .test_train import config
 
-# one optimiser step an epoch, so that each epoch's train loss is one step's
-STEPS = ["scale=smoke", "data.limit_train=null", "data.limit_eval=null", "train.max_steps=1", "train.epochs=3"]
+# a few steps: 3 epochs of 2 batches of 16 (with batch norm, rounding differences grow about twofold a step
+# from there: a dozen steps in, they reach 1e-5)
+STEPS = ["scale=smoke", "data.limit_train=null", "data.limit_eval=null", "train.batch_size=16", "train.max_steps=2",
+         "train.epochs=3"]
 MEMBERS = [("none", 0), ("dropout", 1), ("qsd", 2)]
 KINDS = {  # every model kind that stacks, at a size the tiny data trains in seconds
     "mlp": ["experiment=mlp_mnist", "model.widths=[32,32]"],
@@ -46,12 +48,36 @@ def assert_same_runs(stacked: list, single: list, rel: float = 1e-5) -> None:
         assert s["stack"] == 3 and r["stack"] == 1
 
 
+def step_losses(monkeypatch) -> list:
+    """Record every training step's loss sums, one list per step (one value, or one per member)."""
+    from qsd import tasks
+
+    seen = []
+    for cls in (tasks.Task, tasks.StackedTask):
+        def step(self, model, batch, state=None, real=cls.step):
+            out = real(self, model, batch, state)
+            if model.training:
+                seen.append(out[1].view(-1).tolist())
+            return out
+        monkeypatch.setattr(cls, "step", step)
+    return seen
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_a_stack_of_three_trains_as_its_three_single_runs(tiny_root, tmp_path, kind):
+def test_a_stack_of_three_trains_as_its_three_single_runs(tiny_root, tmp_path, kind, monkeypatch):
     overrides = KINDS[kind]
+    seen = step_losses(monkeypatch)
     single = [fit(c) for c in member_configs(tiny_root, tmp_path / "single", overrides)]
+    per_run = [[], [], []]
+    for g, steps in enumerate((seen[:6], seen[6:12], seen[12:18])):
+        per_run[g] = [v for (v,) in steps]
     cfgs = member_configs(tiny_root, tmp_path / "stacked", overrides)
+    seen.clear()
     stacked = fit_group(cfgs)
+    assert len(seen) == 6 and all(len(step) == 3 for step in seen)
+    for g in range(3):  # every step's loss, member by member
+        for want, got in zip(per_run[g], [step[g] for step in seen], strict=True):
+            assert close(got, want), (kind, g, got, want)
     assert_same_runs(stacked, single)
     for cfg, ref in zip(cfgs, member_configs(tiny_root, tmp_path / "single", overrides)):
         assert runstore.run_dir(cfg).name == runstore.run_dir(ref).name  # stacking is not in a run's identity
@@ -113,9 +139,9 @@ def test_a_stack_killed_mid_epoch_resumes_to_the_uninterrupted_numbers(tiny_root
     cfgs = member_configs(tiny_root, tmp_path / "killed", overrides)
     real_step, calls = tasks.StackedTask.step, {"n": 0}
 
-    def step_then_die(self, model, batch, state=None):  # killed inside epoch 2's training step
+    def step_then_die(self, model, batch, state=None):  # killed in epoch 2's second step (its first is done)
         calls["n"] += model.training
-        if calls["n"] == 2 and model.training:
+        if calls["n"] == 4 and model.training:
             raise KeyboardInterrupt("simulated kill")
         return real_step(self, model, batch, state)
 

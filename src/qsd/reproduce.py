@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stack", type=stack_arg, default=1,
                     help="runs a worker trains as one stacked model (same experiment and schedule, any seed, "
                          "regulariser and rates): 1 (default, one run a process), N, or 'auto' (on CUDA as many as "
-                         "the GPU's memory holds, measured; on a CPU only where stacks measured faster)")
+                         "the GPU's memory holds, measured; on a CPU 1: a stack measured slower there)")
     ap.add_argument("--only", nargs="*", help="figure/table ids to run and render (default: all; --list shows them)")
     ap.add_argument("--experiments", nargs="*", metavar="NAME",
                     help="only the runs of these experiments (e.g. mlp_mnist), within --only's figures")

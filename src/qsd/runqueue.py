@@ -75,6 +75,7 @@ def clock(seconds: float) -> str:
 MEMBER_AXIS = ("seed", "regulariser", "rates")  # what runs of one stack may differ in (and regulariser.*, rates.*)
 MAX_STACK = 64  # the most runs one auto stack takes
 FIRST_STACK = 2  # an auto stack on CUDA of an experiment whose memory per run was never measured (it measures it)
+CONTEXT_MIB = 1024  # a worker's CUDA context and allocator slack, beside what its stack reserves
 
 
 def stack_group(run: Run) -> tuple:
@@ -90,8 +91,8 @@ def stacked_experiments(finished: dict[str, Path]) -> set[str]:
 
 
 def memory_per_run(finished: dict[str, Path]) -> dict[str, float]:
-    """The most CUDA memory (MiB) one run of each experiment took in a stack, from the finished runs'
-    summaries (``peak_mib``: the stack's peak over its members)."""
+    """The most CUDA memory (MiB) one run of each experiment reserved in a stack, from the finished runs'
+    summaries (``peak_mib``: the stack's peak reserved memory over its members)."""
     peak: dict[str, float] = {}
     for key, path in finished.items():
         mib = (runstore.read_summary(path) or {}).get("peak_mib")
@@ -123,6 +124,8 @@ class Queue:
         self.todo, self.done, self.jobs, self.root, self.scale = todo, done, jobs, root, scale
         self.stack, self.memory, self.stacked = stack, dict(memory or {}), set(stacked or ())
         self.gpu_mib: float | None = None  # the GPU's memory, read when a stack is first sized by it
+        self.device = device if device.startswith("cuda") else "cuda"
+        self.shrunk: dict[str, int] = {}  # experiments whose stack failed whole: the most runs a stack takes now
         self.kind = device.split(":")[0]  # the kind of device ``estimate``'s paces were recorded on
         self.settings = [*settings, "train.progress=off"]
         self.estimate = {**estimate}
@@ -176,20 +179,22 @@ class Queue:
     def stack_size(self, run: Run) -> int:
         """How many runs a job with ``run`` first trains as one stack: ``stack`` if a number; ``auto``: on a
         CPU 1 (one core is busy with one run's arithmetic: a stack measured slower there, docs/speed.md);
-        on CUDA as many as the GPU's memory holds (its share per worker, 80%) at the memory a run of the
-        experiment was measured to take in a stack, or ``FIRST_STACK`` to measure it."""
+        on CUDA as many as the GPU's memory holds (its share per worker of 80%, less ``CONTEXT_MIB``) at the
+        memory a run of the experiment was measured to reserve in a stack, or ``FIRST_STACK`` to measure it;
+        after a stack failed whole (out of memory, say), at most half as many as it had."""
         if self.stack != "auto":
             return int(self.stack)
         if self.kind != "cuda":
             return 1
+        cap = self.shrunk.get(run.experiment, MAX_STACK)
         if run.experiment not in self.memory:
-            return FIRST_STACK
+            return min(cap, FIRST_STACK)
         if self.gpu_mib is None:
             import torch
 
-            self.gpu_mib = torch.cuda.get_device_properties(0).total_memory / 2**20
-        share = self.gpu_mib * 0.8 / self.jobs
-        return max(1, min(MAX_STACK, int(share // max(self.memory[run.experiment], 1.0))))
+            self.gpu_mib = torch.cuda.get_device_properties(torch.device(self.device)).total_memory / 2**20
+        share = self.gpu_mib * 0.8 / self.jobs - CONTEXT_MIB
+        return max(1, min(cap, int(share // max(self.memory[run.experiment], 1.0))))
 
     def next_job(self, pending: list[Run]) -> list[Run]:
         """The next job: the first pending run and, up to its ``stack_size``, the next pending runs that
@@ -219,8 +224,11 @@ class Queue:
                         break
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for f in finished:
-                        running.pop(f)
-                        for out in f.result():
+                        job = running.pop(f)
+                        results = f.result()
+                        if len(job) > 1 and all(o.status == "failed" for o in results):  # e.g. out of memory
+                            self.shrunk[job[0].experiment] = max(1, len(job) // 2)
+                        for out in results:
                             outcomes.append(out)
                             self._finished(out, bar, pending + [r for job in running.values() for r in job])
             except KeyboardInterrupt:
@@ -260,13 +268,14 @@ class Queue:
 
     def _over_budget(self, job: list[Run], elapsed: float) -> str:
         """Why ``job``, started ``elapsed`` seconds into the budget, would not finish within it ('' if it
-        would). A stack takes its runs' shares together where its experiment's pace was recorded in stacks;
-        where it was recorded one run a process, as long as its longest run (what a stack costs while the
-        device has room for it: an assumption until a stack of the experiment has finished)."""
+        would). A stack takes its runs' shares together, except on CUDA where its experiment's pace was only
+        recorded one run a process: there as long as its longest run (what a stack costs while the GPU has
+        room for it: an assumption until a stack of the experiment has finished; on a CPU a stack takes at
+        least the sum)."""
         times = [self.seconds(r) for r in job]
         if any(t is None for t in times):
             return f"no pace recorded on {self.kind} yet, so maybe over the time budget"
-        took = sum(times) if len(job) == 1 or job[0].experiment in self.stacked else max(times)
+        took = max(times) if self.kind == "cuda" and job[0].experiment not in self.stacked else sum(times)
         return "over the time budget" if elapsed + took > self.budget_s else ""
 
     def stop(self) -> None:

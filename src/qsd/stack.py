@@ -44,11 +44,14 @@ class Members:
     graph capture, a member's masks then differ from its single run's, with the same distribution); and,
     for text batches padded to the largest member's, each member's own (batch, time) extent, to which its
     regulariser's input is cut, so that it draws masks of its single run's shape (``extents``, set per
-    batch by ``StackedTask``; None where every member's batch has the stack's shape)."""
+    batch by ``StackedTask``; None where every member's batch has the stack's shape); and whether a
+    member's single run holds its images in channels-last layout (one channel, cropped: see
+    ``ImageBatches``), whose order a dropout mask is drawn in."""
 
     def __init__(self, states: list[torch.Tensor] | None):
         self.states = states
         self.extents: list[tuple[int, ...]] | None = None
+        self.channels_last = False  # a member's single run has its images in channels-last layout (set by StackedTask)
 
     @contextlib.contextmanager
     def rng(self, g: int) -> Iterator[None]:
@@ -241,6 +244,8 @@ class StackedReg(nn.Module):
             if extents is not None:
                 cut = tuple(slice(0, n) for n in extents[g][: own.dim() - 1])
                 own = own[cut]
+            if self.members.channels_last and own.dim() == 4:
+                own = own.contiguous(memory_format=torch.channels_last)
             with self.members.rng(g):
                 out = reg(own)
             if extents is not None:

@@ -138,6 +138,7 @@ class StackedTask:
         self.tasks, self.members = tasks, len(tasks)
         self.kind, self.dims, self.metric, self.lm_loss = first.kind, first.dims, first.metric, first.lm_loss
         self.text = isinstance(first.splits["train"], D.TextBatches)
+        self.channels_last = getattr(first.splits["train"], "channels_last", False)
         self.splits = {s: StackedBatches([t.splits[s] for t in tasks], self.text) for s in first.splits}
 
     def count(self, batch) -> list[int]:
@@ -156,6 +157,7 @@ class StackedTask:
             loss_sum = tokens.flatten(1).sum(1)
             per_member = loss_sum / (y.size(2) if self.lm_loss == "time_sum" else y[0].numel())
             return per_member.sum(), loss_sum.detach(), torch.zeros(self.members, device=y.device), state
+        model.members.channels_last = self.channels_last
         if self.text:
             model.members.extents = batch[2]
         try:

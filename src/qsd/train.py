@@ -296,11 +296,12 @@ def stack_key(cfg: DictConfig) -> str:
 
 
 def fit_group(cfgs: list[DictConfig]) -> list[dict]:
-    """Train runs of one experiment and schedule (``stack_key``; others form their own groups) side by side as one stacked model (``stack.py``),
-    each as its single run would train: from its own initial weights, data order, masks and optimiser
+    """Train runs of one experiment and schedule (``stack_key``; others form their own groups) side by
+    side as one stacked model (``stack.py``), each as its single run would train: from its own initial weights, data order, masks and optimiser
     state, into its own folder. Runs resuming from different epochs form separate stacks; runs that
     cannot be stacked train one by one. Returns each run's summary, in ``cfgs``' order (a finished run's
-    as it is, a run another process holds ``{"status": "locked"}``)."""
+    as it is, a run another process holds ``{"status": "locked"}``). A failure while training marks the
+    runs this call holds ``failed`` and is raised."""
     for cfg in cfgs:
         check_config(cfg)
     kinds = {stack_key(c) for c in cfgs}
@@ -330,8 +331,15 @@ def fit_group(cfgs: list[DictConfig]) -> list[dict]:
                 members[i] = member
         for start in sorted({m.start for m in members.values()}):
             group = [i for i, m in members.items() if m.start == start]
-            for part in _stackable(group, members, device):
-                summaries.update(zip(part, _train([members[i] for i in part], device, graphs, commit)))
+            waiting = [m for i, m in members.items() if i not in summaries and i not in group]
+            summaries.update(zip(group, _train([members[i] for i in group], device, graphs, commit, waiting)))
+    except Exception as e:  # noqa: BLE001 -- recorded in the runs this call holds, then raised
+        for m in members.values():
+            if not runstore.is_finished(m.path):
+                runstore.write_summary(m.path, {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                                                "name": m.cfg.name, "scale": m.cfg.scale.name,
+                                                "regulariser": m.cfg.regulariser.name, "seed": m.cfg.seed})
+        raise
     finally:
         for m in members.values():
             m.lock.release()
@@ -352,46 +360,45 @@ def _claim(cfg: DictConfig, path: Path, device: torch.device, root: str) -> Memb
     if not lock.acquire():
         log.warning("%s is being trained by another process (see %s); skipping it here", path.name, lock.file)
         return {"status": "locked", "identity": path.name}
-    if runstore.is_finished(path):  # another process finished it while this one was building
+    try:
+        if runstore.is_finished(path):  # another process finished it while this one was building
+            lock.release()
+            return runstore.read_summary(path)
+        runstore.remove_temporaries(path)
+        runstore.save_config(path, cfg)
+        ckpt = runstore.load_checkpoint(path)
+        member = Member(cfg, path, lock, task, model, rng, rng_cuda, ckpt)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            member.history, member.wall_before = ckpt["history"], ckpt["wall_s"]
+            member.rng, member.rng_cuda = ckpt["rng_cpu"], ckpt.get("rng_cuda")
+            log.info("resuming %s from epoch %d", path.name, ckpt["epoch"])
+    except BaseException:
         lock.release()
-        return runstore.read_summary(path)
-    runstore.remove_temporaries(path)
-    runstore.save_config(path, cfg)
-    ckpt = runstore.load_checkpoint(path)
-    member = Member(cfg, path, lock, task, model, rng, rng_cuda, ckpt)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        member.history, member.wall_before = ckpt["history"], ckpt["wall_s"]
-        member.rng, member.rng_cuda = ckpt["rng_cpu"], ckpt.get("rng_cuda")
-        log.info("resuming %s from epoch %d", path.name, ckpt["epoch"])
+        raise
     return member
 
 
-def _stackable(group: list[int], members: dict[int, Member], device: torch.device) -> list[list[int]]:
-    """``group`` as one stack, or, where its model or data has no stacked form, one run at a time."""
-    if len(group) < 2:
-        return [group]
-    try:
-        stack_model([members[i].model for i in group], Members(None))
-        StackedTask([members[i].task for i in group])
-    except NotStackable as e:
-        log.warning("training %d runs one by one: %s", len(group), e)
-        return [[i] for i in group]
-    return [group]
-
-
-def _train(members: list[Member], device: torch.device, graphs: bool, commit: str) -> list[dict]:
-    """Train ``members`` (one run, or a stack resuming from one epoch) to the end; returns their summaries."""
+def _train(members: list[Member], device: torch.device, graphs: bool, commit: str,
+           waiting: list[Member] = ()) -> list[dict]:
+    """Train ``members`` (one run, or a stack resuming from one epoch) to the end; returns their summaries.
+    Members whose model or data has no stacked form train one by one. ``waiting``: runs this process holds
+    for a later stack, whose locks it keeps fresh meanwhile."""
     first, stacked = members[0], len(members) > 1
     cfg = first.cfg
+    if stacked:
+        shared = Members([m.rng for m in members] if device.type == "cpu" else None)
+        try:
+            model, task = stack_model([m.model for m in members], shared), StackedTask([m.task for m in members])
+        except NotStackable as e:
+            log.warning("training %d runs one by one: %s", len(members), e)
+            return [s for i, m in enumerate(members)
+                    for s in _train([m], device, graphs, commit, [*members[i + 1:], *waiting])]
+    else:
+        model, task = first.model, first.task
     log.info("%s on %s, scale %s, %d CPU thread(s)%s", f"one stack of {len(members)} runs "
              f"({', '.join(m.path.name for m in members)})" if stacked else f"run {first.path}", device,
              cfg.scale.name, cfg.train.threads, ", CUDA graphs" if graphs else "")
-    if stacked:
-        shared = Members([m.rng for m in members] if device.type == "cpu" else None)
-        model, task = stack_model([m.model for m in members], shared), StackedTask([m.task for m in members])
-    else:
-        model, task = first.model, first.task
     torch.set_rng_state(first.rng)
     if device.type == "cuda" and first.rng_cuda is not None:
         torch.cuda.set_rng_state(first.rng_cuda, device)
@@ -416,11 +423,11 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
         rng_cpu = shared.states[g] if shared.states is not None else torch.get_rng_state()
         return member_state(model.state_dict(), g), member_optimiser_state(opt.state_dict(), g), rng_cpu
 
-    def finish(g: int) -> None:
+    def finish(g: int, end: float | None = None) -> None:
         m = members[g]
         if stacked and m.status == "completed":
             m.model.load_state_dict(own_state(g)[0])
-        summaries[g] = _record(m, device, graphs, commit, time.time() - t0, len(members), loggers[g])
+        summaries[g] = _record(m, device, graphs, commit, (end or time.time()) - t0, len(members), loggers[g])
 
     t0 = time.time()
     for epoch in range(first.start, cfg.train.epochs):
@@ -458,10 +465,13 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             })
             m.lock.heartbeat()
+        for m in waiting:
+            m.lock.heartbeat()
+    end = time.time()
     for g, m in enumerate(members):
         if m.status == "running":
             m.status = "completed"
-            finish(g)
+            finish(g, end)
     return [summaries[g] for g in range(len(members))]
 
 
@@ -476,7 +486,7 @@ def _record(m: Member, device: torch.device, graphs: bool, commit: str, wall: fl
                "stack": stack,  # runs trained as one model in this process (stack.py); its wall time is theirs
                "cuda_graphs": graphs,
                "wall_s": m.wall_before + wall,
-               **({"peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 / stack} if device.type == "cuda" else {}),
+               **({"peak_mib": torch.cuda.max_memory_reserved(device) / 2**20 / stack} if device.type == "cuda" else {}),
                "versions": {"qsd": __version__, "commit": commit, "torch": torch.__version__,
                             "python": platform.python_version()}}
     if m.status == "completed":
@@ -496,20 +506,14 @@ def _record(m: Member, device: torch.device, graphs: bool, commit: str, wall: fl
 
 def fit_or_record(*cfgs: DictConfig) -> int:
     """``fit_group(cfgs)`` as an exit code: 0 trained (or already finished); 2 a bad config or missing data,
-    logged in one line; 1 training failed, logged and marked failed in the summary of each run it left
-    unfinished (a rerun starts them again)."""
+    logged in one line; 1 training failed, logged and marked failed in the summary of each run this process
+    held unfinished (a rerun starts them again)."""
     try:
         fit_group(list(cfgs))
     except (ConfigError, DataError, ValueError) as e:
         log.error("%s", e)
         return 2
-    except Exception as e:  # noqa: BLE001 -- any failure while training is recorded
-        for cfg in cfgs:
-            path = runstore.run_dir(cfg)
-            if path.exists() and not runstore.is_finished(path):
-                runstore.write_summary(path, {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                                              "name": cfg.name, "scale": cfg.scale.name,
-                                              "regulariser": cfg.regulariser.name, "seed": cfg.seed})
+    except Exception:  # noqa: BLE001 -- fit_group marked the runs it held failed
         log.exception("run failed")
         return 1
     return 0

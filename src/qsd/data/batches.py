@@ -29,6 +29,10 @@ class ImageBatches:
         self.mean = mean.to(device).view(1, -1, 1, 1)
         self.inv_std = 1.0 / std.to(device).view(1, -1, 1, 1)
         self.epoch = 0
+        probe = self.x[:1].float()  # the layout this pipeline's batches have: with one channel, a crop leaves
+        if crop_pad:                # channels-last strides, which layers downstream (dropout's mask) follow
+            probe = random_crop(probe, crop_pad, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+        self.channels_last = probe.dim() == 4 and probe.stride(1) == 1
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
@@ -70,9 +74,7 @@ def random_crop(x: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -
     rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy.view(n, 1, 1)).expand(n, h, w)
     cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx.view(n, 1, 1)).expand(n, h, w)
     b = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)
-    # in the standard (N, C, H, W) layout: with one channel, .contiguous() would keep the channels-last
-    # strides the indexing leaves, and layers downstream (convolution, dropout's mask) would follow them
-    return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
+    return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 def random_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
