@@ -102,8 +102,36 @@ def test_a_diverging_member_stops_alone(tiny_root, tmp_path, monkeypatch):
     stacked = fit_group(member_configs(tiny_root, tmp_path / "stacked", overrides))
     assert [s["status"] for s in stacked] == ["completed", "diverged", "completed"]
     assert stacked[1]["epochs_done"] == 1
-    for g in (0, 2):
+    cfgs = member_configs(tiny_root, tmp_path / "stacked", overrides)
+    refs = member_configs(tiny_root, tmp_path / "single", overrides)
+    for g in (0, 2):  # the others train on as their single runs do
         assert close(stacked[g]["test_error"], single[g]["test_error"], 1e-4)
+        for row, want in zip(history(cfgs[g]), history(refs[g]), strict=True):
+            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+
+
+def test_a_stack_resumes_single_runs_checkpoints(tiny_root, tmp_path, monkeypatch):
+    """Single runs stopped after their first epoch finish as one stack, with their uninterrupted numbers."""
+    overrides = KINDS["mlp"]
+    whole = [fit(c) for c in member_configs(tiny_root, tmp_path / "whole", overrides)]
+    cfgs = member_configs(tiny_root, tmp_path / "split", overrides)
+    real_save = runstore.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
+    for cfg in cfgs:
+        with pytest.raises(KeyboardInterrupt):
+            fit(cfg)
+    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+    resumed = fit_group(cfgs)
+    assert [s["stack"] for s in resumed] == [3, 3, 3]
+    for cfg, ref, r, w in zip(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides), resumed, whole):
+        assert close(r["test_error"], w["test_error"], 1e-4)
+        for row, want in zip(history(cfg), history(ref), strict=True):
+            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
 
 
 def test_a_killed_stack_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path, monkeypatch):

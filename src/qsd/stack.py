@@ -175,8 +175,9 @@ class StackedEmbedding(nn.Module):
     def __init__(self, mods: list[nn.Embedding], memo: dict):
         super().__init__()
         e = mods[0]
-        if e.max_norm is not None or e.sparse:
-            raise NotStackable("nn.Embedding with max_norm or sparse gradients has no stacked form here")
+        if e.max_norm is not None or e.sparse or e.scale_grad_by_freq:
+            raise NotStackable("nn.Embedding with max_norm, sparse gradients or scale_grad_by_freq has no stacked "
+                               "form here")
         self.padding_idx = e.padding_idx
         _take(self, mods, memo)
 
