@@ -48,6 +48,29 @@ def assert_same_runs(stacked: list, single: list, rel: float = 1e-5) -> None:
         assert s["stack"] == 3 and r["stack"] == 1
 
 
+def assert_same_histories(cfgs, refs) -> None:
+    """Each run's per-epoch train and validation losses equal its reference run's (to 1e-5)."""
+    for cfg, ref in zip(cfgs, refs, strict=True):
+        for row, want in zip(history(cfg), history(ref), strict=True):
+            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+
+
+def killed(monkeypatch, n: int, train) -> None:
+    """Call ``train()`` until the n-th checkpoint is written, then interrupt it (a simulated kill)."""
+    real_save, calls = runstore.save_checkpoint, {"n": 0}
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+
+
 def step_losses(monkeypatch) -> list:
     """Record every training step's loss sums, one list per step (one value, or one per member)."""
     from qsd import tasks
@@ -79,11 +102,9 @@ def test_a_stack_of_three_trains_as_its_three_single_runs(tiny_root, tmp_path, k
         for want, got in zip(per_run[g], [step[g] for step in seen], strict=True):
             assert close(got, want), (kind, g, got, want)
     assert_same_runs(stacked, single)
-    for cfg, ref in zip(cfgs, member_configs(tiny_root, tmp_path / "single", overrides)):
-        assert runstore.run_dir(cfg).name == runstore.run_dir(ref).name  # stacking is not in a run's identity
-        for row, want in zip(history(cfg), history(ref), strict=True):
-            for key in ("train_loss", "valid_loss"):
-                assert close(row[key], want[key]), (kind, cfg.regulariser.name, key, row[key], want[key])
+    refs = member_configs(tiny_root, tmp_path / "single", overrides)
+    assert [runstore.run_dir(c).name for c in cfgs] == [runstore.run_dir(r).name for r in refs]  # not in the identity
+    assert_same_histories(cfgs, refs)
 
 
 def test_a_diverging_member_stops_alone(tiny_root, tmp_path, monkeypatch):
@@ -106,8 +127,7 @@ def test_a_diverging_member_stops_alone(tiny_root, tmp_path, monkeypatch):
     refs = member_configs(tiny_root, tmp_path / "single", overrides)
     for g in (0, 2):  # the others train on as their single runs do
         assert close(stacked[g]["test_error"], single[g]["test_error"], 1e-4)
-        for row, want in zip(history(cfgs[g]), history(refs[g]), strict=True):
-            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+    assert_same_histories([cfgs[0], cfgs[2]], [refs[0], refs[2]])
 
 
 def test_a_stack_resumes_single_runs_checkpoints(tiny_root, tmp_path, monkeypatch):
@@ -115,48 +135,25 @@ def test_a_stack_resumes_single_runs_checkpoints(tiny_root, tmp_path, monkeypatc
     overrides = KINDS["mlp"]
     whole = [fit(c) for c in member_configs(tiny_root, tmp_path / "whole", overrides)]
     cfgs = member_configs(tiny_root, tmp_path / "split", overrides)
-    real_save = runstore.save_checkpoint
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
     for cfg in cfgs:
-        with pytest.raises(KeyboardInterrupt):
-            fit(cfg)
-    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+        killed(monkeypatch, 1, lambda cfg=cfg: fit(cfg))
     resumed = fit_group(cfgs)
     assert [s["stack"] for s in resumed] == [3, 3, 3]
-    for cfg, ref, r, w in zip(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides), resumed, whole):
+    for r, w in zip(resumed, whole):
         assert close(r["test_error"], w["test_error"], 1e-4)
-        for row, want in zip(history(cfg), history(ref), strict=True):
-            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+    assert_same_histories(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides))
 
 
 def test_a_killed_stack_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path, monkeypatch):
     overrides = KINDS["mlp"]
     whole = fit_group(member_configs(tiny_root, tmp_path / "whole", overrides))
     cfgs = member_configs(tiny_root, tmp_path / "killed", overrides)
-    real_save, calls = runstore.save_checkpoint, {"n": 0}
-
-    def save_then_die(path, state):  # killed in epoch 2, after two of the three members' checkpoints
-        real_save(path, state)
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit_group(cfgs)
-    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+    killed(monkeypatch, 5, lambda: fit_group(cfgs))  # in epoch 2, after two of the three members' checkpoints
     assert [runstore.load_checkpoint(runstore.run_dir(c))["epoch"] for c in cfgs] == [2, 2, 1]
     resumed = fit_group(cfgs)  # members resuming from epochs 2 and 1: two stacks
     for r, w in zip(resumed, whole):
         assert r["identity"] == w["identity"] and close(r["test_error"], w["test_error"], 1e-4)
-    for cfg, ref in zip(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides)):
-        for row, want in zip(history(cfg), history(ref), strict=True):
-            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+    assert_same_histories(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides))
 
 
 def test_a_stack_killed_mid_epoch_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path, monkeypatch):
@@ -180,9 +177,7 @@ def test_a_stack_killed_mid_epoch_resumes_to_the_uninterrupted_numbers(tiny_root
     resumed = fit_group(cfgs)
     for r, w in zip(resumed, whole):
         assert r["identity"] == w["identity"] and close(r["test_error"], w["test_error"], 1e-4)
-    for cfg, ref in zip(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides)):
-        for row, want in zip(history(cfg), history(ref), strict=True):
-            assert close(row["train_loss"], want["train_loss"]) and close(row["valid_loss"], want["valid_loss"])
+    assert_same_histories(cfgs, member_configs(tiny_root, tmp_path / "whole", overrides))
 
 
 def test_a_single_run_resumes_a_stack_members_checkpoint(tiny_root, tmp_path, monkeypatch):
@@ -190,18 +185,7 @@ def test_a_single_run_resumes_a_stack_members_checkpoint(tiny_root, tmp_path, mo
     overrides = KINDS["mlp"]
     whole = [fit(c) for c in member_configs(tiny_root, tmp_path / "whole", overrides)]
     cfgs = member_configs(tiny_root, tmp_path / "split", overrides)
-    real_save, calls = runstore.save_checkpoint, {"n": 0}
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(runstore, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit_group(cfgs)
-    monkeypatch.setattr(runstore, "save_checkpoint", real_save)
+    killed(monkeypatch, 3, lambda: fit_group(cfgs))
     for cfg, w in zip(cfgs, whole):
         assert close(fit(cfg)["test_error"], w["test_error"], 1e-4)
 
