@@ -77,6 +77,9 @@ def test_a_render_that_changes_nothing_leaves_every_file_alone(tmp_path):
     ("not comparable: dropout not converged (validation still improved 2.3% with 1.5x the epochs (60, not 40))",
      "withheld: dropout not converged"),
     ("not comparable: dropout does not beat none on validation (5.516 vs 5.246)", "withheld: dropout does not beat none"),
+    ("not comparable: dropout not converged (validation still improved 2.7% with 1.5x the epochs (60, not 40)); QSD not "
+     "converged (validation still improved 2.3% with 1.5x the epochs (60, not 40))",
+     "withheld: dropout not converged; QSD not converged"),
     ("incomplete: 3 of 5 seeds finished (so far: dropout not converged ...)", "incomplete: 3 of 5 seeds finished"),
     ("incomplete: dropout's 1.5x-epoch runs missing for seed(s) 0, 1; none has finished 4 of 5 seeds",
      "incomplete: dropout's 1.5x-epoch runs missing, none has finished 4 of 5 seeds"),

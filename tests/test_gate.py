@@ -40,6 +40,8 @@ def test_each_arm_must_converge_and_the_tolerance_is_its_boundary():
     improving = full_arm(final=1.9)  # 6.4% better trained 1.5x as long
     assert gate(full_arm(), improving, full_arm(NONE)).startswith("QSD not converged (validation still improved 6.4%")
     assert gate(improving, full_arm(), full_arm(NONE)).startswith("dropout not converged")
+    both = gate(improving, improving, full_arm(NONE))  # every failing test is named, not only the first
+    assert both.startswith("dropout not converged") and "; QSD not converged (validation still improved 6.4%" in both
     assert convergence("QSD", base, seeds(FLAT + [2.0] * 5, n=4), longer_lost=1) == \
         f"QSD trained {LONGER:g}x the epochs failed or diverged in 1 seed(s)"
 

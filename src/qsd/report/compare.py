@@ -119,8 +119,8 @@ def missing_inputs(dropout: Arm, qsd: Arm, none: Arm | None, planned: int,
 
 
 def gate(dropout: Arm, qsd: Arm, none: Arm | None, gated: tuple[Arm, Arm] | None = None) -> str | None:
-    """The baseline-sanity gate on what is there: why no verdict is given, or None. Dropout must have lost
-    no seed, beat none on validation and have converged; QSD must have converged (a lost QSD seed is a
+    """The baseline-sanity gate on what is there: why no verdict is given (every failing test, '; '-joined),
+    or None. Dropout must have lost no seed, beat none on validation and have converged; QSD must have converged (a lost QSD seed is a
     result: it counts against QSD, ``compare``). ``gated``: the dropout and QSD arms the gate reads where they
     are not the compared ones (a tuned comparison's runs at the rates the other seeds pick)."""
     g_dropout, g_qsd = gated or (dropout, qsd)
@@ -133,9 +133,10 @@ def gate(dropout: Arm, qsd: Arm, none: Arm | None, gated: tuple[Arm, Arm] | None
     none_valid = {s: c for s, c in none.valid.items() if c} if none else {}
     if none and not none_valid:
         return "no completed none run to compare dropout with on validation"
-    return (none_valid and beats_none(valid, none_valid)) or \
-        convergence("dropout", valid, g_dropout.longer, len(g_dropout.longer_lost)) or \
-        convergence("QSD", {s: c for s, c in g_qsd.valid.items() if c}, g_qsd.longer, len(g_qsd.longer_lost)) or None
+    reasons = [(none_valid and beats_none(valid, none_valid)) or None,  # every test that fails, not the first
+               convergence("dropout", valid, g_dropout.longer, len(g_dropout.longer_lost)),
+               convergence("QSD", {s: c for s, c in g_qsd.valid.items() if c}, g_qsd.longer, len(g_qsd.longer_lost))]
+    return "; ".join(r for r in reasons if r) or None
 
 
 def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None,

@@ -135,9 +135,10 @@ class Result:
         """The verdict in a few words: the word and the difference, or why there is none."""
         if word(self.verdict):
             return ", ".join(filter(None, (self.verdict, self.difference())))
-        if self.verdict.startswith("not comparable: "):
-            reason = self.verdict[len("not comparable: "):].split(" (validation")[0]
-            return "withheld: " + re.sub(r" on validation \(\S+ vs \S+\)", "", reason)
+        if self.verdict.startswith("not comparable: "):  # each reason without its numbers
+            reasons = self.verdict[len("not comparable: "):].split("; ")
+            return "withheld: " + "; ".join(re.sub(r" on validation \(\S+ vs \S+\)", "", r.split(" (validation")[0])
+                                            for r in reasons)
         if self.verdict.startswith("incomplete: "):
             return "incomplete: " + ", ".join(_missing(part) for part in
                                               self.verdict[len("incomplete: "):].split(" (so far")[0].split("; "))
