@@ -30,13 +30,19 @@ NOT_IDENTITY = ("paths", "logger", "device", "progress", "compile", "threads", "
 FINISHED = ("completed", "diverged")
 
 
-def identity(cfg: DictConfig) -> str:
-    """8-hex-digit hash of the config entries that change a run's numbers."""
+def numbers_config(cfg: DictConfig, leave_out: tuple[str, ...] = ()) -> str:
+    """The config entries that change a run's numbers, but ``leave_out``'s (top level or under ``train``),
+    as canonical JSON."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for key in NOT_IDENTITY:
+    for key in (*NOT_IDENTITY, *leave_out):
         c.pop(key, None)
         c.get("train", {}).pop(key, None)
-    return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
+    return json.dumps(c, sort_keys=True)
+
+
+def identity(cfg: DictConfig) -> str:
+    """8-hex-digit hash of the config entries that change a run's numbers."""
+    return hashlib.sha256(numbers_config(cfg).encode()).hexdigest()[:8]
 
 
 def run_key(cfg: DictConfig) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import math
 import os
@@ -288,17 +287,13 @@ class Member:
 def stack_key(cfg: DictConfig) -> str:
     """What runs trained as one stack must share: the config but for seed, regulariser and rates (and
     what a run's identity leaves out)."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("seed", "regulariser", "rates", *runstore.NOT_IDENTITY):
-        c.pop(key, None)
-        c.get("train", {}).pop(key, None)
-    return json.dumps(c, sort_keys=True)
+    return runstore.numbers_config(cfg, ("seed", "regulariser", "rates"))
 
 
 def fit_group(cfgs: list[DictConfig]) -> list[dict]:
     """Train runs of one experiment and schedule (``stack_key``; others form their own groups) side by
-    side as one stacked model (``stack.py``), each as its single run would train: from its own initial weights, data order, masks and optimiser
-    state, into its own folder. Runs resuming from different epochs form separate stacks; runs that
+    side as one stacked model (``stack.py``), each as its single run would train: from its own initial
+    weights, data order, masks and optimiser state, into its own folder. Runs resuming from different epochs form separate stacks; runs that
     cannot be stacked train one by one. Returns each run's summary, in ``cfgs``' order (a finished run's
     as it is, a run another process holds ``{"status": "locked"}``). A failure while training marks the
     runs this call holds ``failed`` and is raised."""
@@ -416,17 +411,18 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
     progress = cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
     summaries: dict[int, dict] = {}
 
-    def own_state(g: int) -> tuple[dict, dict, torch.Tensor]:
-        """Member ``g``'s model and optimiser state dicts and CPU random state, as its single run's."""
+    def own_state(g: int, model_state: dict, opt_state: dict) -> tuple[dict, dict, torch.Tensor]:
+        """Member ``g``'s model and optimiser state dicts and CPU random state, as its single run's, from the
+        (stacked) model's and optimiser's state dicts."""
         if not stacked:
-            return model.state_dict(), opt.state_dict(), torch.get_rng_state()
+            return model_state, opt_state, torch.get_rng_state()
         rng_cpu = shared.states[g] if shared.states is not None else torch.get_rng_state()
-        return member_state(model.state_dict(), g), member_optimiser_state(opt.state_dict(), g), rng_cpu
+        return member_state(model_state, g), member_optimiser_state(opt_state, g), rng_cpu
 
     def finish(g: int, end: float | None = None) -> None:
         m = members[g]
         if stacked and m.status == "completed":
-            m.model.load_state_dict(own_state(g)[0])
+            m.model.load_state_dict(member_state(model.state_dict(), g))
         summaries[g] = _record(m, device, graphs, commit, (end or time.time()) - t0, len(members), loggers[g])
 
     t0 = time.time()
@@ -446,6 +442,7 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
         valids = run_epoch(step_model, task, "valid", cfg, device)
         tests = run_epoch(step_model, task, "test", cfg, device) if cfg.train.test_every_epoch else [{}] * len(members)
         wall = time.time() - t0
+        states = model.state_dict(), opt.state_dict()  # once an epoch; each member takes its slice
         for g, m in enumerate(members):
             if m.status != "running":
                 continue
@@ -458,7 +455,7 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
                      " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch",)))
             loggers[g].log(row, epoch + 1)
             runstore.write_metrics(m.path, m.history)
-            model_state, opt_state, rng_cpu = own_state(g)
+            model_state, opt_state, rng_cpu = own_state(g, *states)
             runstore.save_checkpoint(m.path, {
                 "model": model_state, "optimiser": opt_state, "scheduler": sched.state_dict(),
                 "epoch": epoch + 1, "history": m.history, "wall_s": row["wall_s"], "rng_cpu": rng_cpu,
