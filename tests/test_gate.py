@@ -71,13 +71,46 @@ def test_a_nan_metric_is_a_lost_seed_counted_as_divergence_is():
     assert a.lost == {2: "NaN", 4: "NaN"} and sorted(a.test) == [0, 1, 3]
     longer = {("e", "r0"): {"run": "l0", "status": "completed", "test_metric": float("nan")}}
     assert arm(rows[:1], {**curves, "l0": FLAT}, longer).longer_lost == {0: "NaN"}
+    twin = {("e", "r0"): {"run": "l0", "status": "completed", "test_metric": ""}}  # the gate reads validation only
+    assert arm(rows[:1], {**curves, "l0": FLAT}, twin).longer == {0: FLAT}
     dropout = Arm(test={0: 2.0}, valid={0: FLAT}, lost={1: "NaN"})
     assert gate(dropout, full_arm(), full_arm(NONE)) == "dropout failed, diverged or gave NaN in 1 of 2 seeds"
     assert loso_picks({0: [float("nan"), 3.0], 1: [1.0, 3.0], 2: [1.0, 3.0]})[1] == 1  # NaN rules its point out
 
 
+def test_a_seed_lost_where_the_gate_reads_or_in_none_withholds():
+    """A seed lost in a run the gate reads (either arm, at the rate the other seeds pick) or in none withholds
+    the verdict: the gate cannot read it; n counts the arm's own seeds."""
+    lost = full_arm()
+    lost.test.pop(4), lost.valid.pop(4), lost.longer.pop(4)
+    lost.lost[4] = "diverged"
+    at = "at the rates the other seeds pick failed, diverged or gave NaN in 1 of 5 seeds"
+    c = compare(full_arm(), full_arm(test=2.5), 5, full_arm(NONE), gated=(full_arm(), lost))
+    assert c["verdict"] == f"not comparable: QSD {at}"
+    c = compare(full_arm(), full_arm(), 5, full_arm(NONE), gated=(lost, full_arm()))
+    assert c["verdict"] == f"not comparable: dropout {at}"
+    none = full_arm(NONE)
+    none.lost[4] = "NaN"
+    none.test.pop(4), none.valid.pop(4)
+    assert gate(full_arm(), full_arm(), none) == "none failed, diverged or gave NaN in 1 of 5 seeds"
+
+
+def test_an_arm_without_validation_curves_is_incomplete():
+    """A compared seed whose validation curve was not collected cannot be gated: 'incomplete', for QSD, dropout
+    and none alike, never a verdict read on the other seeds."""
+    blind, blind_none = full_arm(), full_arm(NONE)
+    blind.valid[2] = blind_none.valid[2] = []
+    for d, q, none, name in ((full_arm(), blind, full_arm(NONE), "QSD"), (blind, full_arm(), full_arm(NONE), "dropout"),
+                             (full_arm(), full_arm(), blind_none, "none")):
+        assert compare(d, q, 5, none)["verdict"] == f"incomplete: {name}'s validation curves missing for seed(s) 2"
+    nothing = Arm(test=full_arm().test, valid={s: [] for s in range(5)}, longer=full_arm().longer)
+    assert gate(full_arm(), nothing, full_arm(NONE)) == "no completed QSD runs"
+
+
 def test_gain_cells_and_the_descriptive_tail():
     assert gain_cell(seeds(FLAT), seeds(FLAT + [1.9] * 5)) == "6.4% with 1.5x the epochs (15, not 10)"
+    assert gain_cell(seeds(FLAT), seeds(FLAT, n=4), longer_lost=1) == \
+        "1.5x runs lost in 1 seed(s) (tail: 1.0% over the final 2 of 10 epochs)"
     assert longer_gain(seeds(FLAT), seeds(FLAT, n=4)) is None  # every seed needs its longer run
     assert tail_gain(seeds(FLAT[:4])) is None
     assert percent(0.0197) == "1.97%" and percent(0.0204) == "2.04%" and percent(0.05) == "5.0%"

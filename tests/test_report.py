@@ -247,6 +247,38 @@ def test_picks_on_the_grids_edge_are_counted():
     assert _picks({0: 0.7, 1: 0.3, 2: 0.7}, [0.3, 0.5, 0.7]) == "0.7, 0.3, 0.7 (1 at the grid's lowest, 2 at the grid's highest)"
 
 
+def test_a_tuned_arm_on_its_grids_edge_for_most_seeds_is_withheld():
+    """Rule 5, for either arm: most seeds on an edge withholds a verdict (the gate's reasons kept after it);
+    half of them, a recipe rate or an incomplete comparison do not."""
+    from qsd.report.result_tables import edge_verdict
+
+    grid = [0.1, 0.3, 0.5, 0.7]
+    low, mixed = {0: 0.1, 1: 0.1, 2: 0.1, 3: 0.3, 4: 0.5}, {0: 0.1, 1: 0.1, 2: 0.3, 3: 0.5}
+    assert edge_verdict("QSD better", {"dropout": low, "QSD": mixed}, grid) == \
+        "not comparable: dropout's best rate is at the grid's edge (0.1)"
+    high = {s: 0.7 for s in range(5)}
+    assert edge_verdict("not comparable: dropout not converged", {"dropout": mixed, "QSD": high}, grid) == \
+        "not comparable: QSD's best rate is at the grid's edge (0.7); dropout not converged"
+    assert edge_verdict("QSD worse", {"dropout": mixed, "QSD": {}}, grid) == "QSD worse"
+    assert edge_verdict("incomplete: none has finished 4 of 5 seeds", {"dropout": low}, grid).startswith("incomplete")
+
+
+def test_the_replication_prediction_interval():
+    """main ± t(0.975, Welch-Satterthwaite df) sqrt(se_main^2 + se_fresh^2), each se from its paired t interval;
+    equal errors on 5 pairs each give df 8."""
+    from qsd.report.replication import prediction, welch_df
+
+    half = sst.t.ppf(0.975, 4)  # a 5-pair interval of half-width t(0.975, 4) has se 1
+    cell = lambda est, se: f"{est} (5 pairs) [{est - half * se}, {est + half * se}]"
+    assert welch_df((1.0, 5), (1.0, 5)) == pytest.approx(8) and welch_df((1.0, 5), (3.0, 5)) == pytest.approx(4 * 100 / 82)
+    q = sst.t.ppf(0.975, 8) * math.sqrt(2)
+    assert prediction(cell(0.0, 1.0), cell(q - 0.01, 1.0)) == f"inside [{-q:+.3g}, {q:+.3g}]"
+    assert prediction(cell(0.0, 1.0), cell(q + 0.01, 1.0)).startswith("outside")
+    wide = sst.t.ppf(0.975, welch_df((1.0, 5), (3.0, 5))) * math.sqrt(10)
+    assert prediction(cell(0.0, 1.0), cell(0.0, 3.0)) == f"inside [{-wide:+.3g}, {wide:+.3g}]"
+    assert prediction(cell(0.0, 1.0), "-1.42 (1 pairs) [n/a, n/a]") == ""
+
+
 def test_compare_counts_lost_seeds_and_gates():
     from qsd.report.compare import Arm, compare
 

@@ -57,8 +57,9 @@ def valid_curves(curves: list[dict]) -> dict[str, list[float]]:
 
 
 def _finite(r: dict, curve: list[float]) -> bool:
-    """A completed run whose test metric and final validation metric (where logged) are numbers, not NaN or inf."""
-    return r.get("test_metric", "") != "" and math.isfinite(float(r["test_metric"])) and \
+    """A completed run whose test metric and final validation metric (each where logged) are numbers, not NaN
+    or inf."""
+    return (r.get("test_metric", "") == "" or math.isfinite(float(r["test_metric"]))) and \
         (not curve or math.isfinite(curve[-1]))
 
 
@@ -111,31 +112,46 @@ def missing_inputs(dropout: Arm, qsd: Arm, none: Arm | None, planned: int,
     gaps = [g.removeprefix("incomplete: ") for g in [unpaired(dropout, qsd, planned)] if g]
     if none is None or len(result_seeds(none)) < planned:
         gaps.append(f"none has finished {0 if none is None else len(result_seeds(none))} of {planned} seeds")
-    for name, a in zip(("dropout", "QSD"), gated or (dropout, qsd)):
-        without = sorted(set(a.test) - set(a.longer) - set(a.longer_lost))
-        if without:
-            gaps.append(f"{name}'s {LONGER:g}x-epoch runs missing for seed(s) {', '.join(map(str, without))}")
+    seeds = lambda s: ", ".join(map(str, sorted(s)))
+    for name, a in (*zip(("dropout", "QSD"), gated or (dropout, qsd)), ("none", none or Arm())):
+        if blind := {s for s in a.test if not a.valid.get(s)}:
+            gaps.append(f"{name}'s validation curves missing for seed(s) {seeds(blind)}")
+        if name != "none" and (without := set(a.test) - set(a.longer) - set(a.longer_lost)):
+            gaps.append(f"{name}'s {LONGER:g}x-epoch runs missing for seed(s) {seeds(without)}")
     return "incomplete: " + "; ".join(gaps) if gaps else None
+
+
+def _lost(name: str, a: Arm, where: str = "") -> str | None:
+    """'<name><where> failed, diverged or gave NaN in k of n seeds', or None where ``a`` lost no seed."""
+    if a.lost:
+        return f"{name}{where} failed, diverged or gave NaN in {len(a.lost)} of {len(result_seeds(a))} seeds"
+    return None
 
 
 def gate(dropout: Arm, qsd: Arm, none: Arm | None, gated: tuple[Arm, Arm] | None = None) -> str | None:
     """The baseline-sanity gate on what is there: why no verdict is given (every failing test, '; '-joined),
-    or None. Dropout must have lost no seed, beat none on validation and have converged; QSD must have converged (a lost QSD seed is a
-    result: it counts against QSD, ``compare``). ``gated``: the dropout and QSD arms the gate reads where they
-    are not the compared ones (a tuned comparison's runs at the rates the other seeds pick)."""
+    or None. Dropout and none must have lost no seed, dropout must beat none on validation, and both arms must
+    have converged; a seed lost in a run the gate reads (``gated``) withholds too, whichever arm, since the
+    gate cannot read it. (A lost seed of the compared QSD runs is a result: it counts against QSD,
+    ``compare``.) ``gated``: the dropout and QSD arms the gate reads where they are not the compared ones (a
+    tuned comparison's runs at the rates the other seeds pick)."""
     g_dropout, g_qsd = gated or (dropout, qsd)
-    if dropout.lost or g_dropout.lost:
-        lost = len(dropout.lost) or len(g_dropout.lost)
-        return f"dropout failed, diverged or gave NaN in {lost} of {lost + len(dropout.test)} seeds"
+    at = " at the rates the other seeds pick"
+    if lost := [r for r in (_lost("dropout", dropout), gated and _lost("dropout", g_dropout, at),
+                            gated and _lost("QSD", g_qsd, at), none and _lost("none", none)) if r]:
+        return "; ".join(lost)
     valid = {s: c for s, c in g_dropout.valid.items() if c}
     if not valid:
         return "no completed dropout runs"
+    q_valid = {s: c for s, c in g_qsd.valid.items() if c}
+    if not q_valid:
+        return "no completed QSD runs"
     none_valid = {s: c for s, c in none.valid.items() if c} if none else {}
     if none and not none_valid:
         return "no completed none run to compare dropout with on validation"
     reasons = [(none_valid and beats_none(valid, none_valid)) or None,  # every test that fails, not the first
                convergence("dropout", valid, g_dropout.longer, len(g_dropout.longer_lost)),
-               convergence("QSD", {s: c for s, c in g_qsd.valid.items() if c}, g_qsd.longer, len(g_qsd.longer_lost))]
+               convergence("QSD", q_valid, g_qsd.longer, len(g_qsd.longer_lost))]
     return "; ".join(r for r in reasons if r) or None
 
 
@@ -149,7 +165,7 @@ def compare(dropout: Arm, qsd: Arm, planned: int, none: Arm | None = None,
     d = paired_difference(dropout.test, qsd.test)
     out = {"qsd_minus_dropout": d["diff"], "n_pairs": d["n_pairs"], "t_lo": d["t_lo"], "t_hi": d["t_hi"],
            "boot_lo": d["lo"], "boot_hi": d["hi"],
-           **{f"{key}_gain": gain_cell({s: c for s, c in a.valid.items() if c}, a.longer)
+           **{f"{key}_gain": gain_cell({s: c for s, c in a.valid.items() if c}, a.longer, len(a.longer_lost))
               for key, a in (("dropout", g_dropout), ("qsd", g_qsd))}}
     reason, gap = gate(dropout, qsd, none, gated), missing_inputs(dropout, qsd, none, planned, gated)
     if gap:

@@ -28,8 +28,9 @@ RULE = (f"Verdicts are gated: every planned input must be collected (the seeds, 
         f"trained {LONGER:g}x the epochs (the same runs, every compared seed), the seed-mean final validation "
         f"metric improves by at most {TOLERANCE:.0%} (relative). On a rate grid each seed's rate is picked on the "
         f"other seeds' validation, so the gate never reads a value selected for being low; a tuned comparison "
-        f"whose picks lie on the grid's edge for most seeds is not comparable. A lost dropout seed (diverged, "
-        f"failed or NaN) withholds the verdict, a lost QSD seed counts against QSD. Otherwise: 'not comparable: "
+        f"whose picks lie on the grid's edge for most seeds is not comparable. A lost dropout or none seed (diverged, "
+        f"failed or NaN), or one lost in a run the gate reads, withholds the verdict; a lost QSD seed of the "
+        f"compared runs counts against QSD. Otherwise: 'not comparable: "
         f"<reason>'. The tail of one schedule is shown for description only.")
 
 
@@ -70,13 +71,15 @@ def tail_gain(curves: dict[int, list[float]]) -> tuple[float, str] | None:
     return _gain(curve[:-tail].min(), curve[-tail:].min()), f"over the final {tail} of {length} epochs"
 
 
-def gain_cell(curves: dict[int, list[float]], longer: dict[int, list[float]]) -> str:
-    """An arm's further gain for a table: measured with its longer runs, or, where they are missing, '1.5x
-    runs missing' with the tail's gain beside it (descriptive)."""
-    if gain := longer_gain(curves, longer):
+def gain_cell(curves: dict[int, list[float]], longer: dict[int, list[float]], longer_lost: int = 0) -> str:
+    """An arm's further gain for a table: measured with its longer runs; where ``longer_lost`` of them were
+    lost (diverged, failed, NaN), that; where they are missing, '1.5x runs missing'; the tail's gain beside
+    either (descriptive)."""
+    if not longer_lost and (gain := longer_gain(curves, longer)):
         return f"{percent(gain[0])} {gain[1]}"
     tail = tail_gain(curves)
-    return f"{LONGER:g}x runs missing" + (f" (tail: {percent(tail[0])} {tail[1]})" if tail else "")
+    what = f"{LONGER:g}x runs lost in {longer_lost} seed(s)" if longer_lost else f"{LONGER:g}x runs missing"
+    return what + (f" (tail: {percent(tail[0])} {tail[1]})" if tail else "")
 
 
 def convergence(name: str, curves: dict[int, list[float]], longer: dict[int, list[float]],

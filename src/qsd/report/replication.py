@@ -53,17 +53,28 @@ def _estimate(cell: str) -> tuple[float, float, int] | None:
     return est, (hi - lo) / 2 / float(stats.t.ppf(0.975, n - 1)), n
 
 
+def welch_df(*errors: tuple[float, int]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of variances se^2, each (se, pairs) estimated on
+    pairs - 1 degrees of freedom."""
+    variances = [(se * se, n - 1) for se, n in errors]
+    total = sum(v for v, _ in variances)
+    if total == 0:
+        return float(sum(df for _, df in variances))
+    return total * total / sum(v * v / df for v, df in variances)
+
+
 def prediction(original: str, fresh: str) -> str:
     """Whether the fresh seeds' estimate lies inside the 95% prediction interval the main estimate gives
     for a replication (Patil, Peng & Leek 2016, "What should researchers expect when they replicate
     studies?", Perspect Psychol Sci 11:539): main ± q sqrt(se_main^2 + se_fresh^2), with q the t quantile on
-    the two estimates' degrees of freedom (pairs - 1 each), since both errors are estimated from few seeds
+    the Welch-Satterthwaite degrees of freedom of that sum (each error estimated from pairs - 1; at most
+    pairs_main + pairs_fresh - 2, where the errors are equal), since both errors are estimated from few seeds
     (1.96, as for known variances, would cover about 91% at 5 pairs): 'inside [lo, hi]', 'outside [lo, hi]',
     or '' where either side has no interval."""
     a, b = _estimate(original), _estimate(fresh)
     if not a or not b:
         return ""
-    half = float(stats.t.ppf(0.975, a[2] + b[2] - 2)) * math.hypot(a[1], b[1])
+    half = float(stats.t.ppf(0.975, welch_df(a[1:], b[1:]))) * math.hypot(a[1], b[1])
     lo, hi = a[0] - half, a[0] + half
     return f"{'inside' if lo <= b[0] <= hi else 'outside'} [{lo:+.3g}, {hi:+.3g}]"
 

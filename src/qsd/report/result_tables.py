@@ -111,6 +111,18 @@ def at_edge(picked: dict[int, float], grid: list[float]) -> float | None:
     return None
 
 
+def edge_verdict(verdict: str, picks: dict[str, dict[int, float]], grid: list[float]) -> str:
+    """``verdict`` withheld where an arm's picks (name -> seed -> rate; empty for a recipe rate) lie on the
+    grid's edge for most seeds (``at_edge``): 'not comparable: <name>'s best rate is at the grid's edge
+    (<rate>)', with the gate's own reasons kept after it. An incomplete verdict stays as it is."""
+    edges = [f"{name}'s best rate is at the grid's edge ({edge:g})" for name, picked in picks.items()
+             if picked and (edge := at_edge(picked, grid)) is not None]
+    if not edges or verdict.startswith("incomplete"):
+        return verdict
+    other = verdict.removeprefix("not comparable: ") if verdict.startswith("not comparable") else ""
+    return "not comparable: " + "; ".join([*edges, *filter(None, [other])])
+
+
 def render_table3_tuned(res: Path, scale: str) -> None:
     runs, curves, longer = read_collected(res)
     rows = []
@@ -145,12 +157,8 @@ def render_table3_tuned(res: Path, scale: str) -> None:
                 continue
             (d_arm, d_rates), (q_arm, q_rates) = arms
             c = compare(d_arm, q_arm, recipes.SEEDS[scale], none if none.test or none.lost else None, gate_reads)
-            rates = [g["rate_" + slot] for g in grid]
-            edges = [f"{name}'s best rate is at the grid's edge ({edge:g})" for name, picked in
-                     (("dropout", d_rates), ("QSD", q_rates)) if picked and (edge := at_edge(picked, rates)) is not None]
-            if edges and not str(c["verdict"]).startswith("incomplete"):  # withheld, with any other reason kept
-                other = str(c["verdict"]).removeprefix("not comparable: ") if c["verdict"].startswith("not comparable") else ""
-                c["verdict"] = "not comparable: " + "; ".join([*edges, *filter(None, [other])])
+            c["verdict"] = edge_verdict(str(c["verdict"]), {"dropout": d_rates, "QSD": q_rates},
+                                        [g["rate_" + slot] for g in grid])
             for reg, a, picked in (("dropout", d_arm, d_rates), ("qsd", q_arm, q_rates)):
                 rows.append({"experiment": label, "comparison": comparison, "regulariser": reg,
                              "best_rate": _picks(picked, [g["rate_" + slot] for g in grid]) if picked else "recipe",
