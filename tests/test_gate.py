@@ -104,7 +104,20 @@ def test_an_arm_without_validation_curves_is_incomplete():
                              (full_arm(), full_arm(), blind_none, "none")):
         assert compare(d, q, 5, none)["verdict"] == f"incomplete: {name}'s validation curves missing for seed(s) 2"
     nothing = Arm(test=full_arm().test, valid={s: [] for s in range(5)}, longer=full_arm().longer)
-    assert gate(full_arm(), nothing, full_arm(NONE)) == "no completed QSD runs"
+    assert compare(full_arm(), nothing, 5, full_arm(NONE))["verdict"] == \
+        "incomplete: QSD's validation curves missing for seed(s) 0, 1, 2, 3, 4"
+    c = compare(full_arm(), full_arm(), 5, full_arm(NONE), gated=(full_arm(), blind))  # a tuned comparison:
+    assert c["verdict"] == "incomplete: QSD's validation curves missing for seed(s) 2"  # the gate's arm
+    c = compare(full_arm(), blind, 5, full_arm(NONE), gated=(full_arm(), full_arm()))
+    assert c["verdict"] == "incomplete: QSD's validation curves missing for seed(s) 2"  # and the compared one
+    short = full_arm(n=4)
+    c = compare(full_arm(), full_arm(), 5, full_arm(NONE), gated=(short, full_arm()))
+    assert c["verdict"] == "incomplete: dropout at the rate the other seeds pick has no result for seed(s) 4"
+
+
+def test_a_qsd_arm_that_lost_every_seed_is_worse():
+    every = Arm(lost={s: "diverged" for s in range(5)})
+    assert compare(full_arm(), every, 5, full_arm(NONE))["verdict"] == "QSD worse (lost 5 of 5 seeds: diverged)"
 
 
 def test_gain_cells_and_the_descriptive_tail():

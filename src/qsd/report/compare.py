@@ -106,17 +106,21 @@ def unpaired(dropout: Arm, qsd: Arm, planned: int) -> str | None:
 def missing_inputs(dropout: Arm, qsd: Arm, none: Arm | None, planned: int,
                    gated: tuple[Arm, Arm] | None = None) -> str | None:
     """Why the comparison is not complete yet, or None: a seed with a result in one arm only, fewer than
-    ``planned`` seeds in both, ``none``'s runs not all there, or a seed of an arm the gate reads (``gated``,
-    else the compared ones) without its run trained LONGER x the epochs (planned for every such seed of both
-    arms)."""
+    ``planned`` seeds in both, ``none``'s runs not all there, a compared seed without its run where the gate
+    reads (``gated``, else the compared arms), a completed run (compared, gated or none) without its
+    validation curve, or a seed of an arm the gate reads without its run trained LONGER x the epochs (planned
+    for every such seed of both arms)."""
     gaps = [g.removeprefix("incomplete: ") for g in [unpaired(dropout, qsd, planned)] if g]
     if none is None or len(result_seeds(none)) < planned:
         gaps.append(f"none has finished {0 if none is None else len(result_seeds(none))} of {planned} seeds")
     seeds = lambda s: ", ".join(map(str, sorted(s)))
-    for name, a in (*zip(("dropout", "QSD"), gated or (dropout, qsd)), ("none", none or Arm())):
-        if blind := {s for s in a.test if not a.valid.get(s)}:
+    g_dropout, g_qsd = gated or (dropout, qsd)
+    for name, a, g in (("dropout", dropout, g_dropout), ("QSD", qsd, g_qsd), ("none", none or Arm(), none or Arm())):
+        if unread := result_seeds(a) - result_seeds(g):
+            gaps.append(f"{name} at the rate the other seeds pick has no result for seed(s) {seeds(unread)}")
+        if blind := {s for x in (a, g) for s in x.test if not x.valid.get(s)}:
             gaps.append(f"{name}'s validation curves missing for seed(s) {seeds(blind)}")
-        if name != "none" and (without := set(a.test) - set(a.longer) - set(a.longer_lost)):
+        if name != "none" and (without := set(g.test) - set(g.longer) - set(g.longer_lost)):
             gaps.append(f"{name}'s {LONGER:g}x-epoch runs missing for seed(s) {seeds(without)}")
     return "incomplete: " + "; ".join(gaps) if gaps else None
 
@@ -143,15 +147,12 @@ def gate(dropout: Arm, qsd: Arm, none: Arm | None, gated: tuple[Arm, Arm] | None
     valid = {s: c for s, c in g_dropout.valid.items() if c}
     if not valid:
         return "no completed dropout runs"
-    q_valid = {s: c for s, c in g_qsd.valid.items() if c}
-    if not q_valid:
-        return "no completed QSD runs"
     none_valid = {s: c for s, c in none.valid.items() if c} if none else {}
     if none and not none_valid:
         return "no completed none run to compare dropout with on validation"
     reasons = [(none_valid and beats_none(valid, none_valid)) or None,  # every test that fails, not the first
                convergence("dropout", valid, g_dropout.longer, len(g_dropout.longer_lost)),
-               convergence("QSD", q_valid, g_qsd.longer, len(g_qsd.longer_lost))]
+               convergence("QSD", {s: c for s, c in g_qsd.valid.items() if c}, g_qsd.longer, len(g_qsd.longer_lost))]
     return "; ".join(r for r in reasons if r) or None
 
 
