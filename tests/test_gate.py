@@ -115,6 +115,16 @@ def test_an_arm_without_validation_curves_is_incomplete():
     assert c["verdict"] == "incomplete: dropout at the rate the other seeds pick has no result for seed(s) 4"
 
 
+def test_a_recipe_comparison_with_an_arm_not_run_yet_is_incomplete(monkeypatch):
+    import qsd.report.compare as compare_module
+
+    rows = [{"experiment": "e", "regulariser": reg, "seed": s, "status": "completed", "test_metric": 2.0,
+             "run": f"{reg}{s}", "metric": "error"} for reg in ("none", "dropout") for s in range(2)]
+    monkeypatch.setattr(compare_module, "recipe_runs", lambda runs, experiment: runs)  # every row at the recipe
+    c = compare_module.recipe_comparison(rows, {}, {}, "e", 5)
+    assert c["verdict"] == "incomplete: QSD has finished 0 of 5 seeds"
+
+
 def test_a_qsd_arm_that_lost_every_seed_is_worse():
     every = Arm(lost={s: "diverged" for s in range(5)})
     assert compare(full_arm(), every, 5, full_arm(NONE))["verdict"] == "QSD worse (lost 5 of 5 seeds: diverged)"

@@ -199,6 +199,7 @@ def recipe_comparison(runs: list[dict], curves: dict[str, list[float]], longer: 
     out = {"arms": a}
     if "dropout" in a and "qsd" in a:
         out.update(compare(a["dropout"], a["qsd"], planned, a.get("none")))
-    else:
-        out["verdict"] = "not comparable: no dropout and QSD runs to compare"
+    else:  # a planned arm with no run collected yet: incomplete, as a missing seed is
+        out["verdict"] = "incomplete: " + "; ".join(f"{name} has finished 0 of {planned} seeds"
+                                                    for key, name in (("dropout", "dropout"), ("qsd", "QSD")) if key not in a)
     return out
