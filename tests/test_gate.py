@@ -121,8 +121,10 @@ def test_a_recipe_comparison_with_an_arm_not_run_yet_is_incomplete(monkeypatch):
     rows = [{"experiment": "e", "regulariser": reg, "seed": s, "status": "completed", "test_metric": 2.0,
              "run": f"{reg}{s}", "metric": "error"} for reg in ("none", "dropout") for s in range(2)]
     monkeypatch.setattr(compare_module, "recipe_runs", lambda runs, experiment: runs)  # every row at the recipe
-    c = compare_module.recipe_comparison(rows, {}, {}, "e", 5)
-    assert c["verdict"] == "incomplete: QSD has finished 0 of 5 seeds"
+    curves = {f"{reg}{s}": curve for reg, curve in (("none", NONE), ("dropout", FLAT)) for s in range(2)}
+    c = compare_module.recipe_comparison(rows, curves, {}, "e", 5)
+    assert c["verdict"] == "incomplete: QSD has not finished seed(s) 0, 1; none has finished 2 of 5 seeds; " \
+                           "dropout's 1.5x-epoch runs missing for seed(s) 0, 1"
 
 
 def test_a_qsd_arm_that_lost_every_seed_is_worse():

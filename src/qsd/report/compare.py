@@ -196,10 +196,5 @@ def recipe_comparison(runs: list[dict], curves: dict[str, list[float]], longer: 
     """The recipe-rate comparison of ``experiment`` (from ``read_collected``; ``planned`` seeds): its arms and
     ``compare``'s result."""
     a = arms(recipe_runs(runs, experiment), curves, longer)
-    out = {"arms": a}
-    if "dropout" in a and "qsd" in a:
-        out.update(compare(a["dropout"], a["qsd"], planned, a.get("none")))
-    else:  # a planned arm with no run collected yet: incomplete, as a missing seed is
-        out["verdict"] = "incomplete: " + "; ".join(f"{name} has finished 0 of {planned} seeds"
-                                                    for key, name in (("dropout", "dropout"), ("qsd", "QSD")) if key not in a)
-    return out
+    # an arm with no run collected yet is an empty one: its seeds read as missing inputs (incomplete)
+    return {"arms": a, **compare(a.get("dropout", Arm()), a.get("qsd", Arm()), planned, a.get("none"))}
