@@ -293,8 +293,8 @@ def stack_key(cfg: DictConfig) -> str:
 def fit_group(cfgs: list[DictConfig]) -> list[dict]:
     """Train runs of one experiment and schedule (``stack_key``; others form their own groups) side by
     side as one stacked model (``stack.py``), each as its single run would train: from its own initial
-    weights, data order, masks and optimiser state, into its own folder. Runs resuming from different epochs form separate stacks; runs that
-    cannot be stacked train one by one. Returns each run's summary, in ``cfgs``' order (a finished run's
+    weights, data order, masks and optimiser state, into its own folder. Runs resuming from different
+    epochs form separate stacks; runs that cannot be stacked train one by one. Returns each run's summary, in ``cfgs``' order (a finished run's
     as it is, a run another process holds ``{"status": "locked"}``). A failure while training marks the
     runs this call holds ``failed`` and is raised."""
     for cfg in cfgs:

@@ -23,8 +23,8 @@ MIN_EPOCHS = 5
 SHORT_RULE = (f"verdicts gated: every planned run collected, dropout beats none on validation, and dropout and QSD "
               f"each trained {LONGER:g}x the epochs improve validation by <= {TOLERANCE:.0%}")
 RULE = (f"Verdicts are gated: every planned input must be collected (the seeds, the `none` runs, both arms' runs "
-        f"trained {LONGER:g}x the epochs, every run's validation curve; else 'incomplete: <what is missing>'); dropout must beat no "
-        f"regularisation on the seed-mean final validation metric; and dropout and QSD must each have converged: "
+        f"trained {LONGER:g}x the epochs, every run's validation curve; else 'incomplete: <what is missing>'); "
+        f"dropout must beat no regularisation on the seed-mean final validation metric; and dropout and QSD must each have converged: "
         f"trained {LONGER:g}x the epochs (the same runs, every compared seed), the seed-mean final validation "
         f"metric improves by at most {TOLERANCE:.0%} (relative). On a rate grid each seed's rate is picked on the "
         f"other seeds' validation, so the gate never reads a value selected for being low; a tuned comparison "

@@ -68,9 +68,9 @@ def prediction(original: str, fresh: str) -> str:
     for a replication (Patil, Peng & Leek 2016, "What should researchers expect when they replicate
     studies?", Perspect Psychol Sci 11:539): main ± q sqrt(se_main^2 + se_fresh^2), with q the t quantile on
     the Welch-Satterthwaite degrees of freedom of that sum (each error estimated from pairs - 1; at most
-    pairs_main + pairs_fresh - 2, reached where each error's square is in proportion to its pairs - 1), since both errors are estimated from few seeds
-    (1.96, as for known variances, would cover about 91% at 5 pairs): 'inside [lo, hi]', 'outside [lo, hi]',
-    or '' where either side has no interval."""
+    pairs_main + pairs_fresh - 2, reached where each error's square is in proportion to its pairs - 1),
+    since both errors are estimated from few seeds (1.96, as for known variances, would cover about 91% at
+    5 pairs): 'inside [lo, hi]', 'outside [lo, hi]', or '' where either side has no interval."""
     a, b = _estimate(original), _estimate(fresh)
     if not a or not b:
         return ""
