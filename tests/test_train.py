@@ -93,6 +93,32 @@ def test_resume_after_a_kill_gives_identical_metrics(tiny_root, tmp_path, monkey
     assert drop_wall(a) == drop_wall(b) and len(b) == 3
 
 
+def test_a_longer_twin_trains_on_from_the_shorter_run_as_it_would_from_scratch(tiny_root, tmp_path, monkeypatch):
+    overrides = ["experiment=mlp_mnist", "regulariser=qsd", "model.widths=[32,32]", "train.batch_size=50",
+                 "optim.schedule=step", "optim.milestones=[1]"]
+    scratch = config(tiny_root, tmp_path / "a", *overrides, "train.epochs=3")
+    whole = fit(scratch)
+    shorter = config(tiny_root, tmp_path / "b", *overrides, "train.epochs=2")
+    fit(shorter)
+    fit(config(tiny_root, tmp_path / "b", *overrides, "train.epochs=1", "seed=1"))  # another seed's: no twin
+    longer = config(tiny_root, tmp_path / "b", *overrides, "train.epochs=3")
+    interrupt_after_checkpoint(longer, 1, monkeypatch)  # killed after its own epoch 3: resumes as it began
+    continued = fit(longer)
+    assert continued["continued_from"]["run"] == runstore.run_dir(shorter).name
+    assert continued["continued_from"]["epochs"] == 2
+    strip = lambda s: {k: v for k, v in s.items() if k not in ("wall_s", "continued_from")}
+    assert strip(continued) == strip(whole)
+    rows = lambda cfg: [{k: v for k, v in json.loads(line).items() if k != "wall_s"}
+                        for line in (runstore.run_dir(cfg) / "metrics.jsonl").read_text().splitlines()]
+    assert rows(longer) == rows(scratch) and len(rows(longer)) == 3
+
+
+def test_a_cosine_schedule_gives_no_head_start(tiny_root, tmp_path):
+    overrides = ["experiment=mlp_mnist", "model.widths=[16]", "optim.schedule=cosine", *SMALL[:-1]]
+    fit(config(tiny_root, tmp_path, *overrides, "train.epochs=2"))  # its second epoch's rate is not a 3-epoch run's
+    assert "continued_from" not in fit(config(tiny_root, tmp_path, *overrides, "train.epochs=3"))
+
+
 def test_same_seed_same_numbers_and_same_data_order(tiny_root, tmp_path):
     a = fit(config(tiny_root, tmp_path / "a", *SMALL, "regulariser=qsd"))
     b = fit(config(tiny_root, tmp_path / "b", *SMALL, "regulariser=qsd"))

@@ -64,6 +64,23 @@ def archive(path: Path, dest: Path) -> None:
         atomic_write(dest / name, lambda f: f.write(data))
 
 
+def shorter_twins(cfg: DictConfig, path: Path) -> list[tuple[int, Path]]:
+    """Completed runs beside ``path`` whose config is ``cfg``'s but for fewer ``train.epochs``, as
+    ``(epochs, folder)``, longest first: a longer run may train on from one of them (``train.head_start``)."""
+    want, epochs, twins = numbers_config(cfg, ("epochs",)), cfg.train.epochs, []
+    for other in path.parent.glob(f"{cfg.regulariser.name}-seed{cfg.seed}-*"):
+        summary = read_summary(other)
+        if other == path or summary is None or summary.get("status") != "completed":
+            continue
+        try:
+            theirs = OmegaConf.load(other / "config.yaml")
+        except Exception:  # noqa: BLE001 -- an unreadable config makes no twin
+            continue
+        if theirs.train.epochs < epochs and numbers_config(theirs, ("epochs",)) == want:
+            twins.append((theirs.train.epochs, other))
+    return sorted(twins, reverse=True)
+
+
 def read_summary(path: Path) -> dict | None:
     try:
         return json.loads((path / "summary.json").read_text())

@@ -178,6 +178,26 @@ SCHEDULES = {
 }
 
 
+def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None:
+    """The final checkpoint of the longest finished shorter twin of this run (``runstore.shorter_twins``)
+    trained on this device type whose learning rate matched this run's at every epoch it trained (a
+    schedule that does not depend on ``train.epochs``: not cosine), with ``continued_from`` naming it.
+    Its epochs are the first epochs of this run, so training on from it is what this run would do from
+    scratch (bit for bit on CPU: tests/test_train.py) and a 1.5x-epoch twin costs only its extra epochs."""
+    schedule = SCHEDULES[cfg.optim.schedule]
+    for epochs, twin in runstore.shorter_twins(cfg, path):
+        summary = runstore.read_summary(twin)
+        same_rates = all(schedule(cfg.optim, epochs)(e) == schedule(cfg.optim, cfg.train.epochs)(e)
+                         for e in range(epochs))
+        if not same_rates or torch.device(summary.get("device", "cpu")).type != device.type:
+            continue
+        ckpt = runstore.load_checkpoint(twin)
+        if ckpt is not None and ckpt["epoch"] == epochs == summary.get("epochs_done"):
+            return {**ckpt, "continued_from": {"run": twin.name, "epochs": epochs,
+                                               "commit": summary.get("versions", {}).get("commit")}}
+    return None
+
+
 def build_optimiser(cfg: DictConfig, model: torch.nn.Module, capturable: bool = False):
     o = cfg.optim
     if o.name == "sgd":
@@ -275,6 +295,7 @@ class Member:
     rng: torch.Tensor
     rng_cuda: torch.Tensor | None
     ckpt: dict | None
+    continued_from: dict | None = None  # the shorter twin whose epochs this run's first are (``head_start``)
     history: list = field(default_factory=list)
     wall_before: float = 0.0
     status: str = "running"
@@ -361,13 +382,15 @@ def _claim(cfg: DictConfig, path: Path, device: torch.device, root: str) -> Memb
             return runstore.read_summary(path)
         runstore.remove_temporaries(path)
         runstore.save_config(path, cfg)
-        ckpt = runstore.load_checkpoint(path)
+        ckpt = runstore.load_checkpoint(path) or head_start(cfg, path, device)
         member = Member(cfg, path, lock, task, model, rng, rng_cuda, ckpt)
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             member.history, member.wall_before = ckpt["history"], ckpt["wall_s"]
             member.rng, member.rng_cuda = ckpt["rng_cpu"], ckpt.get("rng_cuda")
-            log.info("resuming %s from epoch %d", path.name, ckpt["epoch"])
+            member.continued_from = ckpt.get("continued_from")
+            log.info("resuming %s from epoch %d%s", path.name, ckpt["epoch"],
+                     f" (the end of its shorter twin {member.continued_from['run']})" if member.continued_from else "")
     except BaseException:
         lock.release()
         raise
@@ -460,6 +483,7 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
                 "model": model_state, "optimiser": opt_state, "scheduler": sched.state_dict(),
                 "epoch": epoch + 1, "history": m.history, "wall_s": row["wall_s"], "rng_cpu": rng_cpu,
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "continued_from": m.continued_from,
             })
             m.lock.heartbeat()
         for m in waiting:
@@ -482,7 +506,8 @@ def _record(m: Member, device: torch.device, graphs: bool, commit: str, wall: fl
                "jobs": int(os.environ["QSD_JOBS"]) if "QSD_JOBS" in os.environ else None,  # set by qsd-reproduce's queue
                "stack": stack,  # runs trained as one model in this process (stack.py); its wall time is theirs
                "cuda_graphs": graphs,
-               "wall_s": m.wall_before + wall,
+               "wall_s": m.wall_before + wall,  # a continued run's includes its shorter twin's
+               **({"continued_from": m.continued_from} if m.continued_from else {}),
                **({"peak_mib": torch.cuda.max_memory_reserved(device) / 2**20 / stack} if device.type == "cuda" else {}),
                "versions": {"qsd": __version__, "commit": commit, "torch": torch.__version__,
                             "python": platform.python_version()}}
