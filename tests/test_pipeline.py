@@ -3,6 +3,7 @@ queue, results are collected (suite runs only) and committed under results/<scal
 figure and table is rendered; a second invocation trains nothing, even without the runs root;
 ``--render-only`` needs only results/."""
 import csv
+import json
 import os
 import re
 import shutil
@@ -55,6 +56,9 @@ def test_smoke_suite_runs_end_to_end(smoke):
     assert all(suite.needed(r, finished) for r in planned if r.key in finished)  # no longer run the gate ignores
     assert all(r.key in finished or suite.needed(r, finished) is False for r in planned)  # every other run
     assert any(not suite.needed(r, finished) for r in planned)
+    continued = [r for r in planned if r.head_start and r.key in finished]  # the sentiment LSTMs' longer runs
+    assert continued and all(json.loads((finished[r.key] / "summary.json").read_text())["continued_from"]["run"]
+                             == r.lengthens for r in continued)
     assert len(rows) == len(finished) and {r["status"] for r in rows} <= {"completed", "diverged"}
     assert {r["threads"] for r in rows} == {"1"} and {r["jobs"] for r in rows} == {"2"}
     assert all(re.fullmatch(r".*CPU.* \([^)]+\), 1 thread\(s\)", r["device_name"]) for r in rows)  # e.g. AMD EPYC CPU (AVX512)

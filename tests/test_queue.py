@@ -1,12 +1,13 @@
 """The suite's plan (every manifest run, composed once, named by its folder) and the queue that
 trains it: persistent workers, results independent of the number of parallel runs, failures recorded."""
+import dataclasses
 import json
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from qsd import runstore, suite
-from qsd.runqueue import Queue, auto_jobs, clock, stack_group
+from qsd.runqueue import START_S, Queue, auto_jobs, clock, stack_group
 from qsd.train import CONFIG_DIR
 
 TINY = ["scale=smoke", "model.widths=[16]", "train.epochs=2", "device=cpu"]
@@ -66,6 +67,23 @@ def test_every_gated_run_has_its_longer_twin():
             assert long.train.epochs == -(-3 * short.train.epochs // 2)
             long.train.epochs = short.train.epochs
             assert runstore.identity(long) == runstore.identity(short), twin.label
+    # the sentiment LSTMs' schedule is constant: their longer runs train on from the end of the run they lengthen;
+    # the MLP's and CNNs' is cosine, annealed over train.epochs: theirs start afresh
+    for twin in twins:
+        assert twin.head_start == (by_name[(twin.experiment, twin.lengthens)].epochs
+                                   if twin.experiment.startswith("lstm") else 0), twin.label
+
+
+def test_a_longer_run_with_a_head_start_waits_for_the_run_it_lengthens(tmp_path):
+    standard = suite.Run((), "lstm_imdb/dropout-seed0-a", "lstm_imdb", "dropout", 0, 1, "imdb", 10)
+    longer = suite.Run((), "lstm_imdb/dropout-seed0-b", "lstm_imdb", "dropout", 0, 1, "imdb", 15,
+                       lengthens="dropout-seed0-a", head_start=10)
+    afresh = dataclasses.replace(longer, key="lstm_imdb/dropout-seed0-c", head_start=0)  # a cosine schedule's
+    assert suite.split_by_need([standard, longer, afresh], {}) == ([standard, afresh], [longer], [])
+    assert suite.split_by_need([longer], {}) == ([longer], [], [])  # the run it lengthens finished (or is not asked for)
+    queue = Queue([standard], 0, 1, tmp_path, "cpu", {"lstm_imdb": 2.0})
+    assert queue.seconds(longer) == pytest.approx(START_S + 10.0)  # 5 epochs after the 10 it takes
+    assert Queue([], 0, 1, tmp_path, "cpu", {"lstm_imdb": 2.0}).seconds(longer) == pytest.approx(START_S + 30.0)
 
 
 def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):
@@ -138,7 +156,7 @@ def test_time_estimates_follow_each_runs_epochs(tmp_path):
     its own epochs, so a time-budgeted slice does not start a 1.5x-epochs run on a 1x estimate, nor plan
     a CPU's runs by a GPU's pace (or a GPU's by a CPU's, which would never start them in a slice), nor
     plan 16 runs on one GPU by the pace of 4 sharing it; a stopped run counts only the epochs it has left."""
-    from qsd.runqueue import START_S, estimates
+    from qsd.runqueue import estimates
 
     for name, wall, epochs, device, width in (("dropout-seed0-a", 80.0, 40, "cpu", 2),
                                               ("dropout-seed1-b", 126.0, 60, "cpu", 2),

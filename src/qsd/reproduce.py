@@ -300,29 +300,34 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: --set: {e}", file=sys.stderr)
         return 2
-    picked = [r for r in waiting if next(k for k in r.grid if f"-seed{r.seed}-" in k).endswith("/" + r.lengthens)]
+    on_grid, after_standard = [r for r in waiting if r.grid], [r for r in waiting if not r.grid]
+    picked = [r for r in on_grid if next(k for k in r.grid if f"-seed{r.seed}-" in k).endswith("/" + r.lengthens)]
     # (one a seed and grid, as many as will train: for the estimate)
+    to_train = todo + picked + after_standard
     timed = {**{f"{p.parent.name}/{p.name}": p for p in (main_out / "runs").glob("*/*")}, **finished} \
         if args.replicate else finished  # the fresh seeds' runs take as long as the main ones
     budget_s = None if args.time_budget is None else args.time_budget * 60
-    side_by_side = max(1, min(args.jobs, len(todo) + len(picked)))
+    side_by_side = max(1, min(args.jobs, len(to_train)))
     queue = Queue(todo, len(wanted) - len(todo) - len(waiting) - len(spare), args.jobs, runs_root, args.scale,
                   estimates(timed, device, side_by_side), args.verbose, budget_s, args.settings, device, args.stack,
                   memory_per_run(timed), stacked_experiments(timed))
     print(f"{args.scale} scale{' (replication: fresh seeds)' * args.replicate}: {len(wanted)} runs, {queue.done} "
-          f"already finished, {queue.time_left(todo + picked)}; {max((r.threads for r in wanted), default=1)} CPU "
+          f"already finished, {queue.time_left(to_train)}; {max((r.threads for r in wanted), default=1)} CPU "
           f"thread(s) each, on {device}")
-    if spare or waiting:
+    if spare or on_grid:
         parts = [f"{len(spare)} not needed (their seed is given another rate)"] * bool(spare) + \
-                [f"{len(waiting)} wait for their seed's grid, of which {len(picked)} will train"] * bool(waiting)
+                [f"{len(on_grid)} wait for their seed's grid, of which {len(picked)} will train"] * bool(on_grid)
         print(f"the gate's longer runs on a rate grid train only at the rate each seed is given on the other seeds' "
               f"validation: "
               f"{'; '.join(parts)}")
+    if after_standard:
+        print(f"{len(after_standard)} of the gate's longer runs train after the run each lengthens, on from its end "
+              f"(their schedule is not cosine)")
     if args.scale == "paper" and todo and not args.collect_only and not torch.cuda.is_available():
         print("warning: no CUDA device here; the paper scale's full protocols (the CNNs, WRN for 200 epochs, the "
               "medium LSTM for 39) take hours to days a run on a CPU")
     if args.dry_run:
-        print_sweeps(args, ids, wanted, todo + picked, aside, blocking, queue)
+        print_sweeps(args, ids, wanted, to_train, aside, blocking, queue)
         return 0
 
     t0, seeds = time.time(), suite.seeds(args.scale, replicate=args.replicate)
@@ -331,7 +336,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         outcomes = [] if args.collect_only else queue.run()
         finished.update({r.key: p for r in planned if r.key not in finished and (p := suite.locate(r, roots))})
         later = [] if args.collect_only else suite.split_by_need(waiting, finished)[0]
-        if later:  # their seeds' grids have finished: the rates they picked
+        if later:  # their seeds' grids have finished (the rates they picked), or the runs they lengthen
             left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
             outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,
                               left, args.settings, device, args.stack, queue.memory, queue.stacked).run()

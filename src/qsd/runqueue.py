@@ -133,7 +133,7 @@ class Queue:
         self.workers: set[subprocess.Popen] = set()
         self.slot = threading.local()
         self.lock, self.stopping = threading.Lock(), False
-        self.total = done + len(todo)
+        self.total, self.keys = done + len(todo), {r.key for r in todo}
         self.fewest_epochs: dict[str, int] = {}
         for r in todo:
             self.fewest_epochs[r.experiment] = min(r.epochs, self.fewest_epochs.get(r.experiment, r.epochs))
@@ -141,8 +141,12 @@ class Queue:
     def seconds(self, run: Run) -> float | None:
         """``run``'s expected wall time: start-up and the epochs it has left (a stopped run resumes) at its
         experiment's recorded pace, or where none is recorded the guess, scaled by those epochs (so that the
-        gate's longer runs are guessed longer); None where there is neither (``NO_GUESS``)."""
-        left = max(0, run.epochs - runstore.epochs_logged(self.root / run.key))
+        gate's longer runs are guessed longer); None where there is neither (``NO_GUESS``). A longer run with a
+        head start (``suite.Run``) has the epochs after it left where the run it lengthens is in this queue or
+        left its checkpoint here."""
+        start = run.head_start if run.head_start and (run.standard in self.keys or (
+            self.root / run.standard / "ckpt-last.pt").exists()) else 0
+        left = max(0, run.epochs - max(start, runstore.epochs_logged(self.root / run.key)))
         if run.experiment in self.estimate:
             return START_S + self.estimate[run.experiment] * left
         if (self.scale, self.kind) in NO_GUESS:

@@ -24,7 +24,7 @@ from .report import recipes
 from .report.recipes import SEEDS
 from .report.select import loso_picks
 from .report.gate import LONGER
-from .train import CONFIG_DIR, ConfigError, check_config, pick_device, use_cuda_graphs
+from .train import CONFIG_DIR, ConfigError, check_config, pick_device, same_first_epochs, use_cuda_graphs
 
 NAMED = ("experiment", "regulariser", "scale", "seed")  # what a run's label always shows
 GATED = ("dropout", "qsd")  # the compared arms: each must pass the gate's convergence test (its runs trained LONGER x)
@@ -46,6 +46,12 @@ class Run:
     figures: frozenset[str] = frozenset()  # the ids of the manifests that ask for it
     lengthens: str = ""  # for the gate's convergence test: the folder of the run this one trains LONGER x as long
     grid: tuple[str, ...] = ()  # for such a run on a rate grid: the keys of the runs of every seed's grid, by seed
+    head_start: int = 0  # for such a run: the epochs it can take from the end of the run it lengthens (not cosine)
+
+    @property
+    def standard(self) -> str:
+        """The key of the run this one lengthens ('' if none)."""
+        return f"{self.experiment}/{self.lengthens}" if self.lengthens else ""
 
     @property
     def label(self) -> str:
@@ -128,8 +134,9 @@ def plan(scale: str, replicate: bool = False) -> list[Run]:
         compose_run = _composer()
         for figure, sweep, lengthens in sweeps(scale, replicate):
             expanded = expand(sweep)
-            standards = [runstore.run_key(compose_run(o[:-1])) if lengthens else "" for o in expanded]
-            for overrides, standard in zip(expanded, standards):
+            standards = [compose_run(o[:-1]) if lengthens else None for o in expanded]
+            standard_keys = [runstore.run_key(c) if c is not None else "" for c in standards]
+            for overrides, standard, standard_key in zip(expanded, standards, standard_keys):
                 cfg = compose_run(overrides)
                 try:
                     check_config(cfg)
@@ -137,10 +144,13 @@ def plan(scale: str, replicate: bool = False) -> list[Run]:
                     raise ConfigError(f"qsd-train {' '.join(overrides)}: {e}") from None
                 key = runstore.run_key(cfg)
                 rates = {next((x for x in o if x.startswith("rates=")), "") for o in expanded if f"seed={cfg.seed}" in o}
-                grid = tuple(standards) if lengthens and len(rates) > 1 else ()  # a rate grid: every seed's runs'
+                grid = tuple(standard_keys) if lengthens and len(rates) > 1 else ()  # a rate grid: every seed's runs'
+                head = standard.train.epochs if standard is not None and same_first_epochs(
+                    cfg.optim, standard.train.epochs, cfg.train.epochs) else 0
                 old = runs.get(key)
                 run = old or Run(tuple(overrides), key, cfg.name, cfg.regulariser.name, cfg.seed, cfg.train.threads,
-                                 cfg.data.name, cfg.train.epochs, lengthens=standard.split("/")[-1], grid=grid)
+                                 cfg.data.name, cfg.train.epochs, lengthens=standard_key.split("/")[-1], grid=grid,
+                                 head_start=head)
                 runs[key] = dataclasses.replace(run, figures=run.figures | {figure},  # asked for off a grid: always
                                                 grid=run.grid if old is None or grid else ())
     return list(runs.values())
@@ -192,9 +202,11 @@ def needed(run: Run, finished: dict[str, Path]) -> bool | None:
 
 
 def split_by_need(runs: list[Run], finished: dict[str, Path]) -> tuple[list[Run], list[Run], list[Run]]:
-    """``runs`` (none of them finished) as those to train now, those waiting for their seed's grid, and
-    those not needed (``needed``: True, None, False)."""
+    """``runs`` (none of them finished) as those to train now, those waiting, and those not needed
+    (``needed``: True, None, False). A gate's longer run with a head start waits, too, while the run it
+    lengthens is among ``runs``: trained after it, it trains on from its end (``train.head_start``)."""
     need = {r.key: needed(r, finished) for r in runs}
+    need.update({r.key: None for r in runs if r.head_start and need[r.key] and r.standard in need})
     return ([r for r in runs if need[r.key]], [r for r in runs if need[r.key] is None],
             [r for r in runs if need[r.key] is False])
 

@@ -178,18 +178,23 @@ SCHEDULES = {
 }
 
 
+def same_first_epochs(optim: DictConfig, shorter: int, longer: int) -> bool:
+    """Whether ``optim``'s schedule gives a ``shorter``-epoch run the rates of a ``longer`` one at each of
+    its epochs (true of every schedule here but cosine, which anneals over ``train.epochs``)."""
+    schedule = SCHEDULES[optim.schedule]
+    return all(schedule(optim, shorter)(e) == schedule(optim, longer)(e) for e in range(shorter))
+
+
 def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None:
     """The final checkpoint of the longest finished shorter twin of this run (``runstore.shorter_twins``)
     trained on this device type whose learning rate matched this run's at every epoch it trained (a
     schedule that does not depend on ``train.epochs``: not cosine), with ``continued_from`` naming it.
     Its epochs are the first epochs of this run, so training on from it is what this run would do from
     scratch (bit for bit on CPU: tests/test_train.py) and a 1.5x-epoch twin costs only its extra epochs."""
-    schedule = SCHEDULES[cfg.optim.schedule]
     for epochs, twin in runstore.shorter_twins(cfg, path):
         summary = runstore.read_summary(twin)
-        same_rates = all(schedule(cfg.optim, epochs)(e) == schedule(cfg.optim, cfg.train.epochs)(e)
-                         for e in range(epochs))
-        if not same_rates or torch.device(summary.get("device", "cpu")).type != device.type:
+        if (not same_first_epochs(cfg.optim, epochs, cfg.train.epochs)
+                or torch.device(summary.get("device", "cpu")).type != device.type):
             continue
         ckpt = runstore.load_checkpoint(twin)
         if ckpt is not None and ckpt["epoch"] == epochs == summary.get("epochs_done"):
