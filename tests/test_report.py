@@ -86,6 +86,11 @@ def test_compute_table_gives_each_figures_training_time_and_machine_time(tmp_pat
     pace = read_csv(out / "compute_pace.csv")  # one row per experiment, length, device and JOBS: each run once
     assert [(r["device"], r["jobs"], r["runs"], r["median minutes a run"], r["range"]) for r in pace] == [
         ("NVIDIA H200", 4, 2, 15.0, "10.0-20.0"), ("cuda (name not recorded)", "not recorded", 1, 6.0, "6.0-6.0")]
+    summary = tmp_path / "runs" / "cpu" / "mlp_mnist" / "qsd-seed0-bbbb" / "summary.json"  # trained on from a twin's epoch 1
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "continued_from": {"run": "x", "epochs": 1}}))
+    collect({tmp_path / "runs" / "cpu" / "mlp_mnist" / n: {"figures": f} for n, (f, _, _) in runs.items()}, out)
+    render_compute(out, "cpu")
+    assert [r["epochs"] for r in read_csv(out / "compute_pace.csv")] == [2, 2, "2 (on from 1)"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: weights written from a GPU")

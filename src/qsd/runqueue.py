@@ -54,7 +54,7 @@ def estimates(finished: dict[str, Path], device: str, jobs: int) -> dict[str, fl
     per_epoch: dict[str, list[float]] = {}
     for key, path in finished.items():
         s = runstore.read_summary(path) or {}
-        wall, epochs, width = s.get("wall_s"), s.get("epochs_done"), s.get("jobs")
+        wall, epochs, width = s.get("wall_s"), runstore.epochs_trained(s), s.get("jobs")
         if isinstance(wall, (int, float)) and isinstance(s.get("stack"), int) and s["stack"] > 1:
             wall /= s["stack"]  # a stack's members share its wall time: each run's share
         if str(s.get("device", "")).split(":")[0] == kind and isinstance(wall, (int, float)) \
@@ -255,8 +255,8 @@ class Queue:
         run = out.run
         self.done += 1
         s = runstore.read_summary(self.root / run.key) or {}
-        if out.status in runstore.FINISHED and s.get("epochs_done"):  # learn the pace as runs finish, resumed or not
-            self.estimate[run.experiment] = s["wall_s"] / s["epochs_done"] / max(1, s.get("stack") or 1)
+        if out.status in runstore.FINISHED and runstore.epochs_trained(s) > 0:  # learn the pace as runs finish
+            self.estimate[run.experiment] = s["wall_s"] / runstore.epochs_trained(s) / max(1, s.get("stack") or 1)
         if (s.get("stack") or 1) > 1:
             self.stacked.add(run.experiment)
         if isinstance(s.get("peak_mib"), (int, float)):

@@ -93,6 +93,12 @@ def is_finished(path: Path) -> bool:
     return s is not None and s.get("status") in FINISHED
 
 
+def epochs_trained(summary: dict) -> int:
+    """Epochs a finished run trained itself, which its ``wall_s`` times: all it did, but for the ones a
+    continued run took from its shorter twin (``continued_from``)."""
+    return summary.get("epochs_done", 0) - (summary.get("continued_from") or {}).get("epochs", 0)
+
+
 def epochs_logged(path: Path) -> int:
     """Epochs a run at ``path`` has trained so far (a stopped run resumes after them; 0 if none)."""
     try:

@@ -198,7 +198,7 @@ def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None
             continue
         ckpt = runstore.load_checkpoint(twin)
         if ckpt is not None and ckpt["epoch"] == epochs == summary.get("epochs_done"):
-            return {**ckpt, "continued_from": {"run": twin.name, "epochs": epochs,
+            return {**ckpt, "continued_from": {"run": twin.name, "epochs": epochs, "wall_s": ckpt["wall_s"],
                                                "commit": summary.get("versions", {}).get("commit")}}
     return None
 
@@ -511,7 +511,8 @@ def _record(m: Member, device: torch.device, graphs: bool, commit: str, wall: fl
                "jobs": int(os.environ["QSD_JOBS"]) if "QSD_JOBS" in os.environ else None,  # set by qsd-reproduce's queue
                "stack": stack,  # runs trained as one model in this process (stack.py); its wall time is theirs
                "cuda_graphs": graphs,
-               "wall_s": m.wall_before + wall,  # a continued run's includes its shorter twin's
+               # the epochs it trained itself (a continued run's history counts from its twin's start)
+               "wall_s": m.wall_before + wall - (m.continued_from or {}).get("wall_s", 0.0),
                **({"continued_from": m.continued_from} if m.continued_from else {}),
                **({"peak_mib": torch.cuda.max_memory_reserved(device) / 2**20 / stack} if device.type == "cuda" else {}),
                "versions": {"qsd": __version__, "commit": commit, "torch": torch.__version__,

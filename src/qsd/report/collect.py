@@ -75,6 +75,8 @@ def collect(paths: dict[Path, dict[str, str]], out: Path) -> int:
                "stack": summary.get("stack", 1),  # runs before stacked training trained one a process
                "threads": summary.get("threads", ""), "commit": (summary.get("versions") or {}).get("commit", "unknown"),
                "figures": columns.get("figures", ""), "lengthens": columns.get("lengthens", "")}
+        if summary.get("continued_from"):  # its first epochs are its shorter twin's; wall_s times the rest
+            row["continued_from"] = summary["continued_from"]["epochs"]
         for k, v in (summary.get("final_valid") or {}).items():
             row[f"valid_{k}"] = v
         runs.append(row)

@@ -234,12 +234,14 @@ def _stack(run: dict) -> int:
 
 def _pace_rows(runs: list[dict]) -> list[dict]:
     """How long one run took, per experiment, length, device, JOBS and stack: what a slice's time budget needs."""
-    by_setting = group(runs, lambda r: (r["experiment"], int(float(r["epochs"])), _device(r),
-                                        str(r.get("jobs") or "not recorded"), _stack(r)))
+    by_setting = group(runs, lambda r: (r["experiment"], int(float(r["epochs"])),
+                                        int(float(r.get("continued_from") or 0)),  # epochs taken from a shorter twin
+                                        _device(r), str(r.get("jobs") or "not recorded"), _stack(r)))
     rows = []
-    for (experiment, epochs, device, jobs, stack), rs in sorted(by_setting.items()):
+    for (experiment, epochs, head, device, jobs, stack), rs in sorted(by_setting.items()):
         minutes = sorted(float(r["wall_s"]) / 60 for r in rs)
-        rows.append({"experiment": experiment, "epochs": epochs, "device": device, "jobs": jobs, "stack": stack,
+        rows.append({"experiment": experiment, "epochs": f"{epochs} (on from {head})" if head else epochs,
+                     "device": device, "jobs": jobs, "stack": stack,
                      "runs": len(rs),
                      "median minutes a run": round(statistics.median(minutes), 1),
                      "range": f"{minutes[0]:.1f}-{minutes[-1]:.1f}"})
@@ -262,8 +264,9 @@ def render_compute(res: Path, scale: str) -> None:
     write_table(res, "compute_pace", _pace_rows(runs), scale,
                 "Time of one run per experiment, length (epochs), device, JOBS (the most runs its queue trained "
                 "side by side; a run's time also depends on what else the machine did) and stack (runs trained as "
-                "one model, whose time is the stack's), from each run's recorded "
-                "wall time (a resumed run's parts added up): the paces a slice's --time-budget plans with")
+                "one model, whose time is the stack's), from each run's recorded wall time (a resumed run's parts "
+                "added up; `30 (on from 20)`: a run that took its first 20 epochs from its shorter twin's end and "
+                "timed the other 10): the paces a slice's --time-budget plans with")
 
 
 RENDERERS = {name[len("render_"):]: fn for name, fn in globals().items() if name.startswith("render_")}
