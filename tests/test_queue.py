@@ -83,7 +83,13 @@ def test_a_longer_run_with_a_head_start_waits_for_the_run_it_lengthens(tmp_path)
     assert suite.split_by_need([longer], {}) == ([longer], [], [])  # the run it lengthens finished (or is not asked for)
     queue = Queue([standard], 0, 1, tmp_path, "cpu", {"lstm_imdb": 2.0})
     assert queue.seconds(longer) == pytest.approx(START_S + 10.0)  # 5 epochs after the 10 it takes
-    assert Queue([], 0, 1, tmp_path, "cpu", {"lstm_imdb": 2.0}).seconds(longer) == pytest.approx(START_S + 30.0)
+    alone = Queue([], 0, 1, tmp_path, "cpu", {"lstm_imdb": 2.0})
+    assert alone.seconds(longer) == pytest.approx(START_S + 30.0)  # nothing to take: it trains from scratch
+    (tmp_path / standard.key).mkdir(parents=True)
+    (tmp_path / standard.key / "ckpt-last.pt").write_bytes(b"")
+    for status, device, seconds in (("failed", "cpu", 30.0), ("completed", "cuda:0", 30.0), ("completed", "cpu", 10.0)):
+        runstore.write_summary(tmp_path / standard.key, {"status": status, "device": device})
+        assert alone.seconds(longer) == pytest.approx(START_S + seconds), (status, device)
 
 
 def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):

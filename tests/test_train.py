@@ -111,12 +111,14 @@ def test_a_longer_twin_trains_on_from_the_shorter_run_as_it_would_from_scratch(t
     rows = lambda cfg: [{k: v for k, v in json.loads(line).items() if k != "wall_s"}
                         for line in (runstore.run_dir(cfg) / "metrics.jsonl").read_text().splitlines()]
     assert rows(longer) == rows(scratch) and len(rows(longer)) == 3
+    chained = fit(config(tiny_root, tmp_path / "b", *overrides, "train.epochs=4"))  # on from the continued one
+    assert chained["continued_from"]["continued_from"]["run"] == runstore.run_dir(shorter).name
 
 
 def test_a_cosine_schedule_gives_no_head_start(tiny_root, tmp_path):
     overrides = ["experiment=mlp_mnist", "model.widths=[16]", "optim.schedule=cosine", *SMALL[:-1]]
-    fit(config(tiny_root, tmp_path, *overrides, "train.epochs=2"))  # its second epoch's rate is not a 3-epoch run's
-    assert "continued_from" not in fit(config(tiny_root, tmp_path, *overrides, "train.epochs=3"))
+    fit(config(tiny_root, tmp_path, *overrides, "train.epochs=1"))  # its checkpoint holds the rate of a 1-epoch run's
+    assert "continued_from" not in fit(config(tiny_root, tmp_path, *overrides, "train.epochs=2"))  # epoch 2: 0, not 0.5
 
 
 def test_same_seed_same_numbers_and_same_data_order(tiny_root, tmp_path):

@@ -142,10 +142,10 @@ class Queue:
         """``run``'s expected wall time: start-up and the epochs it has left (a stopped run resumes) at its
         experiment's recorded pace, or where none is recorded the guess, scaled by those epochs (so that the
         gate's longer runs are guessed longer); None where there is neither (``NO_GUESS``). A longer run with a
-        head start (``suite.Run``) has the epochs after it left where the run it lengthens is in this queue or
-        left its checkpoint here."""
-        start = run.head_start if run.head_start and (run.standard in self.keys or (
-            self.root / run.standard / "ckpt-last.pt").exists()) else 0
+        head start (``suite.Run``) has the epochs after it left where the run it lengthens is in this queue (it
+        waits for it: ``suite.split_by_need``) or is ``runstore.continuable`` here."""
+        start = run.head_start if run.head_start and (
+            run.standard in self.keys or runstore.continuable(self.root / run.standard, self.kind)) else 0
         left = max(0, run.epochs - max(start, runstore.epochs_logged(self.root / run.key)))
         if run.experiment in self.estimate:
             return START_S + self.estimate[run.experiment] * left

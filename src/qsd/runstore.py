@@ -64,6 +64,14 @@ def archive(path: Path, dest: Path) -> None:
         atomic_write(dest / name, lambda f: f.write(data))
 
 
+def continuable(path: Path, device_kind: str) -> bool:
+    """Whether a longer twin may train on from the run at ``path`` (``train.head_start``): completed on this
+    kind of device (``cpu``, ``cuda``), its final checkpoint kept."""
+    s = read_summary(path) or {}
+    return (s.get("status") == "completed" and str(s.get("device", "cpu")).split(":")[0] == device_kind
+            and (path / "ckpt-last.pt").exists())
+
+
 def shorter_twins(cfg: DictConfig, path: Path) -> list[tuple[int, Path]]:
     """Completed runs beside ``path`` whose config is ``cfg``'s but for fewer ``train.epochs``, as
     ``(epochs, folder)``, longest first: a longer run may train on from one of them (``train.head_start``)."""

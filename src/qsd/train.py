@@ -180,26 +180,33 @@ SCHEDULES = {
 
 def same_first_epochs(optim: DictConfig, shorter: int, longer: int) -> bool:
     """Whether ``optim``'s schedule gives a ``shorter``-epoch run the rates of a ``longer`` one at each of
-    its epochs (true of every schedule here but cosine, which anneals over ``train.epochs``)."""
+    its epochs and at the next, which its final checkpoint holds (true of every schedule here but cosine,
+    which anneals over ``train.epochs``)."""
     schedule = SCHEDULES[optim.schedule]
-    return all(schedule(optim, shorter)(e) == schedule(optim, longer)(e) for e in range(shorter))
+    return all(schedule(optim, shorter)(e) == schedule(optim, longer)(e) for e in range(shorter + 1))
 
 
 def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None:
-    """The final checkpoint of the longest finished shorter twin of this run (``runstore.shorter_twins``)
-    trained on this device type whose learning rate matched this run's at every epoch it trained (a
-    schedule that does not depend on ``train.epochs``: not cosine), with ``continued_from`` naming it.
-    Its epochs are the first epochs of this run, so training on from it is what this run would do from
-    scratch (bit for bit on CPU: tests/test_train.py) and a 1.5x-epoch twin costs only its extra epochs."""
+    """The final checkpoint of the longest completed shorter twin of this run (``runstore.shorter_twins``,
+    ``runstore.continuable``) whose learning rates are this run's (``same_first_epochs``: not cosine), with
+    ``continued_from`` naming it. Its epochs are the first epochs of this run, so training on from it is what
+    this run would do from scratch (on CPU bit for bit where the twin trained as this run does: the same
+    threads, alone or in the same stack; tests/test_train.py) and a 1.5x-epoch twin costs only its extra
+    epochs. On CUDA a twin trained in a stack saved the stack's shared random stream, so this run draws from
+    one seeded by its own seed and the epoch instead."""
     for epochs, twin in runstore.shorter_twins(cfg, path):
-        summary = runstore.read_summary(twin)
-        if (not same_first_epochs(cfg.optim, epochs, cfg.train.epochs)
-                or torch.device(summary.get("device", "cpu")).type != device.type):
+        if not (same_first_epochs(cfg.optim, epochs, cfg.train.epochs) and runstore.continuable(twin, device.type)):
             continue
-        ckpt = runstore.load_checkpoint(twin)
-        if ckpt is not None and ckpt["epoch"] == epochs == summary.get("epochs_done"):
-            return {**ckpt, "continued_from": {"run": twin.name, "epochs": epochs, "wall_s": ckpt["wall_s"],
-                                               "commit": summary.get("versions", {}).get("commit")}}
+        summary, ckpt = runstore.read_summary(twin), runstore.load_checkpoint(twin)
+        if ckpt is None or not ckpt["epoch"] == epochs == summary.get("epochs_done"):
+            continue
+        if device.type == "cuda" and (summary.get("stack") or 1) > 1:  # the stack's shared stream: one of its own
+            torch.cuda.manual_seed(cfg.seed * 1_000_003 + epochs)
+            ckpt["rng_cuda"] = torch.cuda.get_rng_state(device)
+        return {**ckpt, "continued_from": {
+            "run": twin.name, "epochs": epochs, "wall_s": ckpt["wall_s"],
+            "commit": summary.get("versions", {}).get("commit"),
+            **({"continued_from": ckpt["continued_from"]} if ckpt.get("continued_from") else {})}}  # its own twin
     return None
 
 
