@@ -90,6 +90,8 @@ def test_a_longer_run_with_a_head_start_waits_for_the_run_it_lengthens(tmp_path)
     for status, device, seconds in (("failed", "cpu", 30.0), ("completed", "cuda:0", 30.0), ("completed", "cpu", 10.0)):
         runstore.write_summary(tmp_path / standard.key, {"status": status, "device": device})
         assert alone.seconds(longer) == pytest.approx(START_S + seconds), (status, device)
+        # once the first queue is done: trained on from its standard's end, else held for a rerun to resume that first
+        assert suite.release([longer], {}, tmp_path, "cpu") == (([longer], []) if seconds == 10.0 else ([], [longer]))
 
 
 def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):

@@ -336,9 +336,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         outcomes = [] if args.collect_only else queue.run()
         finished.update({r.key: p for r in planned if r.key not in finished and (p := suite.locate(r, roots))})
         # their seeds' grids have finished (the rates they picked), or the runs they lengthen, which left their ends
-        released = [] if args.collect_only else suite.split_by_need(waiting, finished)[0]
-        held = [r for r in released if not r.grid and not runstore.continuable(runs_root / r.standard, queue.kind)]
-        later = [r for r in released if r not in held]
+        later, held = ([], []) if args.collect_only else suite.release(waiting, finished, runs_root, queue.kind)
         if held:
             print(f"{len(held)} of the gate's longer runs wait for the run each lengthens, which did not complete "
                   f"here: run the command again")

@@ -211,6 +211,16 @@ def split_by_need(runs: list[Run], finished: dict[str, Path]) -> tuple[list[Run]
             [r for r in runs if need[r.key] is False])
 
 
+def release(waiting: list[Run], finished: dict[str, Path], root: Path, device_kind: str) -> tuple[list[Run], list[Run]]:
+    """Of the ``waiting`` runs, once the runs before them are done: those to train now (``split_by_need``) and
+    those held, a longer run with a head start whose standard has not completed in ``root`` on this kind of
+    device (``runstore.continuable``): from scratch it would cost the whole run, so it waits for a rerun,
+    which resumes its standard first."""
+    ready = split_by_need(waiting, finished)[0]
+    held = [r for r in ready if not r.grid and not runstore.continuable(root / r.standard, device_kind)]
+    return [r for r in ready if r not in held], held
+
+
 _BASES: dict[tuple[str, ...], DictConfig] = {}  # choice of config groups -> Hydra's composition (configs/ read once a process)
 
 
