@@ -72,13 +72,12 @@ def continuable(path: Path, device_kind: str) -> bool:
             and (path / "ckpt-last.pt").exists())
 
 
-def shorter_twins(cfg: DictConfig, path: Path) -> list[tuple[int, Path]]:
-    """Completed runs beside ``path`` whose config is ``cfg``'s but for fewer ``train.epochs``, as
+def shorter_twins(cfg: DictConfig, path: Path, device_kind: str) -> list[tuple[int, Path]]:
+    """``continuable`` runs beside ``path`` whose config is ``cfg``'s but for fewer ``train.epochs``, as
     ``(epochs, folder)``, longest first: a longer run may train on from one of them (``train.head_start``)."""
     want, epochs, twins = numbers_config(cfg, ("epochs",)), cfg.train.epochs, []
     for other in path.parent.glob(f"{cfg.regulariser.name}-seed{cfg.seed}-*"):
-        summary = read_summary(other)
-        if other == path or summary is None or summary.get("status") != "completed":
+        if other == path or not continuable(other, device_kind):
             continue
         try:
             theirs = OmegaConf.load(other / "config.yaml")

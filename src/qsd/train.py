@@ -187,15 +187,15 @@ def same_first_epochs(optim: DictConfig, shorter: int, longer: int) -> bool:
 
 
 def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None:
-    """The final checkpoint of the longest completed shorter twin of this run (``runstore.shorter_twins``,
-    ``runstore.continuable``) whose learning rates are this run's (``same_first_epochs``: not cosine), with
+    """The final checkpoint of the longest completed shorter twin of this run (``runstore.shorter_twins``:
+    trained on this device kind, its checkpoint kept) whose learning rates are this run's (``same_first_epochs``: not cosine), with
     ``continued_from`` naming it. Its epochs are the first epochs of this run, so training on from it is what
     this run would do from scratch (on CPU bit for bit where the twin trained as this run does: the same
     threads, alone or in the same stack; tests/test_train.py) and a 1.5x-epoch twin costs only its extra
     epochs. On CUDA a twin trained in a stack saved the stack's shared random stream, so this run draws from
     one seeded by its own seed and the epoch instead."""
-    for epochs, twin in runstore.shorter_twins(cfg, path):
-        if not (same_first_epochs(cfg.optim, epochs, cfg.train.epochs) and runstore.continuable(twin, device.type)):
+    for epochs, twin in runstore.shorter_twins(cfg, path, device.type):
+        if not same_first_epochs(cfg.optim, epochs, cfg.train.epochs):
             continue
         summary, ckpt = runstore.read_summary(twin), runstore.load_checkpoint(twin)
         if ckpt is None or not ckpt["epoch"] == epochs == summary.get("epochs_done"):
@@ -327,9 +327,9 @@ def fit_group(cfgs: list[DictConfig]) -> list[dict]:
     """Train runs of one experiment and schedule (``stack_key``; others form their own groups) side by
     side as one stacked model (``stack.py``), each as its single run would train: from its own initial
     weights, data order, masks and optimiser state, into its own folder. Runs resuming from different
-    epochs form separate stacks; runs that cannot be stacked train one by one. Returns each run's summary, in ``cfgs``' order (a finished run's
-    as it is, a run another process holds ``{"status": "locked"}``). A failure while training marks the
-    runs this call holds ``failed`` and is raised."""
+    epochs form separate stacks; runs that cannot be stacked train one by one. Returns each run's summary,
+    in ``cfgs``' order (a finished run's as it is, a run another process holds ``{"status": "locked"}``). A
+    failure while training marks the runs this call holds ``failed`` and is raised."""
     for cfg in cfgs:
         check_config(cfg)
     kinds = {stack_key(c) for c in cfgs}
