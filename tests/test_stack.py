@@ -2,6 +2,8 @@
 rounding: same losses step by step, same run folder; a member that diverges leaves the others
 alone; a stack killed part-way resumes to the numbers of an uninterrupted one."""
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -150,6 +152,8 @@ def test_a_killed_stack_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path
     cfgs = member_configs(tiny_root, tmp_path / "killed", overrides)
     killed(monkeypatch, 5, lambda: fit_group(cfgs))  # in epoch 2, after two of the three members' checkpoints
     assert [runstore.load_checkpoint(runstore.run_dir(c))["epoch"] for c in cfgs] == [2, 2, 1]
+    names = [runstore.run_dir(c).name for c in cfgs]  # whose stream each saved (set_cuda_stream)
+    assert all(runstore.load_checkpoint(runstore.run_dir(c))["stack_members"] == names for c in cfgs)
     resumed = fit_group(cfgs)  # members resuming from epochs 2 and 1: two stacks
     for r, w in zip(resumed, whole):
         assert r["identity"] == w["identity"] and close(r["test_error"], w["test_error"], 1e-4)
@@ -188,6 +192,36 @@ def test_a_single_run_resumes_a_stack_members_checkpoint(tiny_root, tmp_path, mo
     killed(monkeypatch, 3, lambda: fit_group(cfgs))
     for cfg, w in zip(cfgs, whole):
         assert close(fit(cfg)["test_error"], w["test_error"], 1e-4)
+
+
+def test_parts_of_a_cuda_stack_resumed_apart_draw_streams_of_their_own(monkeypatch):
+    """A stack's members on CUDA share one stream, saved whole in each member's checkpoint: it goes on only in
+    the job that saved it (the stack whole, or a run alone), never in two jobs at once, where the parts of a
+    stack resumed apart would draw alike; those draw from their first member's seed and the epoch."""
+    drawn = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: drawn.append(state))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: drawn.append(seed))
+
+    def member(name: str, seed: int, saved_by: list[str] | None = None, fresh: bool = False):
+        ckpt = None if fresh else {"epoch": 4, **({"stack_members": saved_by} if saved_by else {})}
+        return SimpleNamespace(path=Path(name), cfg=SimpleNamespace(seed=seed), ckpt=ckpt, start=0 if fresh else 4,
+                               rng_cuda=f"{name}'s saved stream")
+
+    stack = ["a", "b"]
+    jobs = {
+        "a fresh run": ([member("a", 0, fresh=True)], "a's saved stream"),
+        "the stack whole": ([member("a", 0, stack), member("b", 1, stack)], "a's saved stream"),
+        "single runs stacked": ([member("a", 0, ["a"]), member("b", 1, ["b"])], "a's saved stream"),
+        "a twin alone's end": ([member("a45", 0, ["a30"])], "a45's saved stream"),
+        "one part alone": ([member("a", 0, stack)], 4),
+        "the other part alone": ([member("b", 1, stack)], 1_000_003 + 4),
+        "the stack reordered": ([member("b", 1, stack), member("a", 0, stack)], 1_000_003 + 4),
+        "a checkpoint naming no members": ([member("a", 0)], 4),
+    }
+    for case, (members, want) in jobs.items():
+        drawn.clear()
+        train.set_cuda_stream(members, torch.device("cuda"))
+        assert drawn == [want], case
 
 
 def test_runs_that_differ_in_more_than_seed_regulariser_and_rates_train_apart(tiny_root, tmp_path):

@@ -192,17 +192,14 @@ def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None
     ``continued_from`` naming it. Its epochs are the first epochs of this run, so training on from it is what
     this run would do from scratch (on CPU bit for bit where the twin trained as this run does: the same
     threads, alone or in the same stack; tests/test_train.py) and a 1.5x-epoch twin costs only its extra
-    epochs. On CUDA a twin trained in a stack saved the stack's shared random stream, so this run draws from
-    one seeded by its own seed and the epoch instead."""
+    epochs. On CUDA a twin trained in a stack saved the stack's shared random stream, which this run does not
+    draw on (``set_cuda_stream``)."""
     for epochs, twin in runstore.shorter_twins(cfg, path, device.type):
         if not same_first_epochs(cfg.optim, epochs, cfg.train.epochs):
             continue
         summary, ckpt = runstore.read_summary(twin), runstore.load_checkpoint(twin)
         if ckpt is None or not ckpt["epoch"] == epochs == summary.get("epochs_done"):
             continue
-        if device.type == "cuda" and (summary.get("stack") or 1) > 1:  # the stack's shared stream: one of its own
-            torch.cuda.manual_seed(cfg.seed * 1_000_003 + epochs)
-            ckpt["rng_cuda"] = torch.cuda.get_rng_state(device)
         return {**ckpt, "continued_from": {
             "run": twin.name, "epochs": epochs, "wall_s": ckpt["wall_s"],
             "commit": summary.get("versions", {}).get("commit"),
@@ -315,6 +312,23 @@ class Member:
     @property
     def start(self) -> int:
         return self.ckpt["epoch"] if self.ckpt else 0
+
+
+def set_cuda_stream(members: list[Member], device: torch.device) -> None:
+    """Set the CUDA generator that a job of ``members`` (one run, or a stack, all starting at one epoch) draws
+    its masks from. The members of a stack on CUDA share one stream (``stack.Members``), which each member's
+    checkpoint saves whole, with the names of the stack's members (``stack_members``). A saved stream goes on
+    only in the job it was saved by: a run alone (or a run alone whose end a longer twin takes, ``head_start``),
+    or the same stack resuming whole. Parts of a stack resumed apart (as single runs, or in stacks formed
+    anew) would each draw that one stream, alike; so such a job, like one whose checkpoint names no members,
+    draws from a stream seeded by its first member's seed and the epoch, as a single run's is by its seed."""
+    first = members[0]
+    saved = (first.ckpt or {}).get("stack_members")
+    own = first.ckpt is None or saved is not None and (len(saved) == 1 or saved == [m.path.name for m in members])
+    if own and first.rng_cuda is not None:
+        torch.cuda.set_rng_state(first.rng_cuda, device)
+    else:
+        torch.cuda.manual_seed(first.cfg.seed * 1_000_003 + first.start)
 
 
 def stack_key(cfg: DictConfig) -> str:
@@ -430,8 +444,8 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
              f"({', '.join(m.path.name for m in members)})" if stacked else f"run {first.path}", device,
              cfg.scale.name, cfg.train.threads, ", CUDA graphs" if graphs else "")
     torch.set_rng_state(first.rng)
-    if device.type == "cuda" and first.rng_cuda is not None:
-        torch.cuda.set_rng_state(first.rng_cuda, device)
+    if device.type == "cuda":
+        set_cuda_stream(members, device)
     opt, sched = build_optimiser(cfg, model, capturable=graphs)
     if first.ckpt is not None:
         opt.load_state_dict(stack_optimiser_states([m.ckpt["optimiser"] for m in members]) if stacked
@@ -495,6 +509,7 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
                 "model": model_state, "optimiser": opt_state, "scheduler": sched.state_dict(),
                 "epoch": epoch + 1, "history": m.history, "wall_s": row["wall_s"], "rng_cpu": rng_cpu,
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "stack_members": [x.path.name for x in members],  # whose stream rng_cuda is (``set_cuda_stream``)
                 "continued_from": m.continued_from,
             })
             m.lock.heartbeat()
