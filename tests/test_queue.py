@@ -282,6 +282,17 @@ def test_time_budget_starts_only_runs_that_fit(tmp_path):
     assert [o.status for o in outcomes] == ["stopped", "stopped"] and not any(tmp_path.iterdir())
 
 
+def test_a_stack_of_runs_starting_from_different_epochs_is_budgeted_as_stacks_in_turn(tmp_path):
+    """On CUDA, where a stack was never timed, a stack is budgeted as long as its longest run; but runs that
+    start from different epochs (one stopped part-way) train as separate stacks, one after the other."""
+    runs = [suite.Run((), f"mlp_mnist/dropout-seed{s}-x", "mlp_mnist", "dropout", s, 1, "mnist", 10) for s in (0, 1)]
+    queue = Queue(runs, 0, 1, tmp_path, "paper", {"mlp_mnist": 6.0}, device="cuda", budget_s=80.0)
+    assert queue._over_budget(runs, 10.0) == ""  # both from scratch: one stack of 64 s
+    (tmp_path / runs[1].key).mkdir(parents=True)  # stopped after 5 of its 10 epochs
+    (tmp_path / runs[1].key / "metrics.jsonl").write_text('{"epoch": 1}\n' * 5)
+    assert queue.start(runs[1]) == 5 and queue._over_budget(runs, 0.0) == "over the time budget"  # 64 s, then 34 s
+
+
 def test_jobs_auto_and_clock():
     assert auto_jobs() >= 1
     assert (clock(42), clock(420), clock(3900)) == ("42 s", "7 min", "1 h 05 min")

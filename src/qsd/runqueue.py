@@ -144,14 +144,19 @@ class Queue:
         gate's longer runs are guessed longer); None where there is neither (``NO_GUESS``). A longer run with a
         head start (``suite.Run``) has the epochs after it left where the run it lengthens is in this queue (it
         waits for it: ``suite.split_by_need``) or is ``runstore.continuable`` here."""
-        start = run.head_start if run.head_start and (
-            run.standard in self.keys or runstore.continuable(self.root / run.standard, self.kind)) else 0
-        left = max(0, run.epochs - max(start, runstore.epochs_logged(self.root / run.key)))
+        left = max(0, run.epochs - self.start(run))
         if run.experiment in self.estimate:
             return START_S + self.estimate[run.experiment] * left
         if (self.scale, self.kind) in NO_GUESS:
             return None
         return GUESS_S[self.scale] * left / self.fewest_epochs.get(run.experiment, run.epochs)
+
+    def start(self, run: Run) -> int:
+        """The epoch ``run`` will start from: its own last checkpoint's, or where it has a head start (``seconds``),
+        the end of the run it lengthens."""
+        head = run.head_start if run.head_start and (
+            run.standard in self.keys or runstore.continuable(self.root / run.standard, self.kind)) else 0
+        return max(head, runstore.epochs_logged(self.root / run.key))
 
     def left_s(self, runs: list[Run]) -> tuple[float, int]:
         """Wall time the timed ones of ``runs`` need on ``jobs`` workers (at least the longest run), and how
@@ -275,11 +280,18 @@ class Queue:
         would). A stack takes its runs' shares together, except on CUDA where its experiment's pace was only
         recorded one run a process: there as long as its longest run (what a stack costs while the GPU has
         room for it: an assumption until a stack of the experiment has finished; on a CPU a stack takes at
-        least the sum)."""
+        least the sum), and runs starting from different epochs (``start``) as that many stacks one after
+        the other (``train.fit_group``)."""
         times = [self.seconds(r) for r in job]
         if any(t is None for t in times):
             return f"no pace recorded on {self.kind} yet, so maybe over the time budget"
-        took = max(times) if self.kind == "cuda" and job[0].experiment not in self.stacked else sum(times)
+        if self.kind == "cuda" and job[0].experiment not in self.stacked:
+            longest: dict[int, float] = {}
+            for run, t in zip(job, times):
+                longest[self.start(run)] = max(t, longest.get(self.start(run), 0.0))
+            took = sum(longest.values())
+        else:
+            took = sum(times)
         return "over the time budget" if elapsed + took > self.budget_s else ""
 
     def stop(self) -> None:
