@@ -152,7 +152,7 @@ def test_a_killed_stack_resumes_to_the_uninterrupted_numbers(tiny_root, tmp_path
     cfgs = member_configs(tiny_root, tmp_path / "killed", overrides)
     killed(monkeypatch, 5, lambda: fit_group(cfgs))  # in epoch 2, after two of the three members' checkpoints
     assert [runstore.load_checkpoint(runstore.run_dir(c))["epoch"] for c in cfgs] == [2, 2, 1]
-    names = [runstore.run_dir(c).name for c in cfgs]  # whose stream each saved (set_cuda_stream)
+    names = [runstore.run_dir(c).name for c in cfgs]  # whose stream each saved (train.cuda_stream)
     assert all(runstore.load_checkpoint(runstore.run_dir(c))["stack_members"] == names for c in cfgs)
     resumed = fit_group(cfgs)  # members resuming from epochs 2 and 1: two stacks
     for r, w in zip(resumed, whole):
@@ -194,14 +194,11 @@ def test_a_single_run_resumes_a_stack_members_checkpoint(tiny_root, tmp_path, mo
         assert close(fit(cfg)["test_error"], w["test_error"], 1e-4)
 
 
-def test_parts_of_a_cuda_stack_resumed_apart_draw_streams_of_their_own(monkeypatch):
+def test_parts_of_a_cuda_stack_resumed_apart_draw_streams_of_their_own():
     """A stack's members on CUDA share one stream, saved whole in each member's checkpoint: it goes on only in
-    the job that saved it (the stack whole, or a run alone), never in two jobs at once, where the parts of a
-    stack resumed apart would draw alike; those draw from their first member's seed and the epoch."""
-    drawn = []
-    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: drawn.append(state))
-    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: drawn.append(seed))
-
+    the job that saved it (the stack whole, in order, or a run alone), never in two jobs at once, where the
+    parts of a stack resumed apart would draw alike; those draw from a new stream seeded by their first
+    member's seed and the epoch, apart from every fresh run's seed."""
     def member(name: str, seed: int, saved_by: list[str] | None = None, fresh: bool = False):
         ckpt = None if fresh else {"epoch": 4, **({"stack_members": saved_by} if saved_by else {})}
         return SimpleNamespace(path=Path(name), cfg=SimpleNamespace(seed=seed), ckpt=ckpt, start=0 if fresh else 4,
@@ -213,15 +210,28 @@ def test_parts_of_a_cuda_stack_resumed_apart_draw_streams_of_their_own(monkeypat
         "the stack whole": ([member("a", 0, stack), member("b", 1, stack)], "a's saved stream"),
         "single runs stacked": ([member("a", 0, ["a"]), member("b", 1, ["b"])], "a's saved stream"),
         "a twin alone's end": ([member("a45", 0, ["a30"])], "a45's saved stream"),
-        "one part alone": ([member("a", 0, stack)], 4),
-        "the other part alone": ([member("b", 1, stack)], 1_000_003 + 4),
-        "the stack reordered": ([member("b", 1, stack), member("a", 0, stack)], 1_000_003 + 4),
-        "a checkpoint naming no members": ([member("a", 0)], 4),
+        "one part alone": ([member("a", 0, stack)], 1_000_003 + 4),
+        "the other part alone": ([member("b", 1, stack)], 2 * 1_000_003 + 4),
+        "the stack reordered": ([member("b", 1, stack), member("a", 0, stack)], 2 * 1_000_003 + 4),
+        "a checkpoint naming no members": ([member("a", 0)], 1_000_003 + 4),
     }
     for case, (members, want) in jobs.items():
-        drawn.clear()
-        train.set_cuda_stream(members, torch.device("cuda"))
-        assert drawn == [want], case
+        assert train.cuda_stream(members) == want, case
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_two_runs_of_a_cuda_stack_resumed_apart_do_not_draw_alike(tiny_root, tmp_path, monkeypatch):
+    """Two dropout runs (seeds 0 and 1, so the same draws a step) stacked on CUDA, killed after their first
+    epoch and finished one by one: had each gone on with the stack's saved stream, they would end on one
+    generator state."""
+    cfgs = member_configs(tiny_root, tmp_path, KINDS["mlp"], members=[("dropout", 0), ("dropout", 1)],
+                          extra=["device=cuda", "train.cuda_graphs=false"])
+    killed(monkeypatch, 2, lambda: fit_group(cfgs))
+    assert [runstore.load_checkpoint(runstore.run_dir(c))["epoch"] for c in cfgs] == [1, 1]
+    for cfg in cfgs:
+        assert fit(cfg)["status"] == "completed"
+    ends = [runstore.load_checkpoint(runstore.run_dir(c))["rng_cuda"] for c in cfgs]
+    assert not torch.equal(ends[0], ends[1])
 
 
 def test_runs_that_differ_in_more_than_seed_regulariser_and_rates_train_apart(tiny_root, tmp_path):

@@ -287,8 +287,8 @@ class Queue:
             return f"no pace recorded on {self.kind} yet, so maybe over the time budget"
         if self.kind == "cuda" and job[0].experiment not in self.stacked:
             longest: dict[int, float] = {}
-            for run, t in zip(job, times):
-                longest[self.start(run)] = max(t, longest.get(self.start(run), 0.0))
+            for start, t in zip(map(self.start, job), times):
+                longest[start] = max(t, longest.get(start, 0.0))
             took = sum(longest.values())
         else:
             took = sum(times)

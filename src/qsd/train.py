@@ -193,7 +193,7 @@ def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None
     this run would do from scratch (on CPU bit for bit where the twin trained as this run does: the same
     threads, alone or in the same stack; tests/test_train.py) and a 1.5x-epoch twin costs only its extra
     epochs. On CUDA a twin trained in a stack saved the stack's shared random stream, which this run does not
-    draw on (``set_cuda_stream``)."""
+    draw on (``cuda_stream``)."""
     for epochs, twin in runstore.shorter_twins(cfg, path, device.type):
         if not same_first_epochs(cfg.optim, epochs, cfg.train.epochs):
             continue
@@ -314,21 +314,32 @@ class Member:
         return self.ckpt["epoch"] if self.ckpt else 0
 
 
-def set_cuda_stream(members: list[Member], device: torch.device) -> None:
-    """Set the CUDA generator that a job of ``members`` (one run, or a stack, all starting at one epoch) draws
-    its masks from. The members of a stack on CUDA share one stream (``stack.Members``), which each member's
-    checkpoint saves whole, with the names of the stack's members (``stack_members``). A saved stream goes on
-    only in the job it was saved by: a run alone (or a run alone whose end a longer twin takes, ``head_start``),
-    or the same stack resuming whole. Parts of a stack resumed apart (as single runs, or in stacks formed
-    anew) would each draw that one stream, alike; so such a job, like one whose checkpoint names no members,
-    draws from a stream seeded by its first member's seed and the epoch, as a single run's is by its seed."""
+def cuda_stream(members: list[Member]) -> torch.Tensor | int:
+    """The CUDA stream that a job of ``members`` (one run, or a stack, all starting at one epoch) draws its masks
+    from: a saved generator state to go on with, or the seed of a new stream. The members of a stack on CUDA
+    share one stream (``stack.Members``), which each member's checkpoint saves whole, with the names of the
+    stack's members in order (``stack_members``). A saved stream goes on only in the job that saved it: a run
+    alone (also where a longer twin takes its end, ``head_start``), or the same stack, in the same order,
+    resuming whole. Parts of a stack resumed apart (as single runs, or in stacks formed anew) would each draw
+    that one stream, alike; so such a job, like one whose checkpoint names no members (saved before they were
+    recorded), draws from a new stream seeded by its first member's seed and the epoch, in a range no fresh
+    run's seed (``torch.manual_seed(seed)``) reaches."""
     first = members[0]
     saved = (first.ckpt or {}).get("stack_members")
     own = first.ckpt is None or saved is not None and (len(saved) == 1 or saved == [m.path.name for m in members])
     if own and first.rng_cuda is not None:
-        torch.cuda.set_rng_state(first.rng_cuda, device)
+        return first.rng_cuda
+    return (first.cfg.seed + 1) * 1_000_003 + first.start
+
+
+def set_cuda_stream(members: list[Member], device: torch.device) -> None:
+    """Set ``device``'s generator to the stream the job of ``members`` draws from (``cuda_stream``)."""
+    stream = cuda_stream(members)
+    if isinstance(stream, int):
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(stream)
     else:
-        torch.cuda.manual_seed(first.cfg.seed * 1_000_003 + first.start)
+        torch.cuda.set_rng_state(stream, device)
 
 
 def stack_key(cfg: DictConfig) -> str:
@@ -509,7 +520,7 @@ def _train(members: list[Member], device: torch.device, graphs: bool, commit: st
                 "model": model_state, "optimiser": opt_state, "scheduler": sched.state_dict(),
                 "epoch": epoch + 1, "history": m.history, "wall_s": row["wall_s"], "rng_cpu": rng_cpu,
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "stack_members": [x.path.name for x in members],  # whose stream rng_cuda is (``set_cuda_stream``)
+                "stack_members": [x.path.name for x in members],  # whose stream rng_cuda is (``cuda_stream``)
                 "continued_from": m.continued_from,
             })
             m.lock.heartbeat()
