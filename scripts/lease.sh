@@ -5,6 +5,7 @@
 #                            bash scripts/lease.sh check SLICE    # the slice's runs and plan, on this CPU
 #   on the lent machine:     bash scripts/lease.sh run SLICE      # (device tool: carry .devcarry and DATA's raw files;
 #                            the tree travels within 64 MiB only with results/cpu/ moved aside: provenance.md)
+#                            bash scripts/lease.sh test           # the tests that need CUDA (CI skips them), into $OUT
 #   back here:               tar xzf <files_at>/slice.tgz && .venv/bin/qsd-reproduce --scale paper --collect-only
 #
 # SLICE: mlp (the MLPs' QSD 1.5x runs), cnn (the CNNs' grid and both arms' 1.5x runs), ptb (the medium PTB
@@ -16,14 +17,14 @@
 # eagerly where a single run uses cuDNN's (not measured on a GPU yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: lease.sh prepare | check SLICE | run SLICE}
+mode=${1:?usage: lease.sh prepare | check SLICE | run SLICE | test}
 slice=${2:-}
 case "$slice" in
   mlp) ONLY="fig2_mlp_curves fig4_sparsity table3_tuned"; EXPS="mlp_mnist"; DATA="mnist"; JOBS=${JOBS:-4} ;;
   cnn) ONLY="fig6_cnn table3_tuned"; EXPS="cnn_mnist cnn_fashion cnn_fashion_extra"; DATA="mnist fashion_mnist"; JOBS=${JOBS:-4} ;;
   ptb) ONLY="fig7_lstm_lm"; EXPS="lstm_ptb"; DATA="ptb"; JOBS=${JOBS:-2} ;;
   imdb) ONLY="fig8_sentiment table3_tuned"; EXPS="lstm_imdb"; DATA="imdb"; JOBS=${JOBS:-16} ;;
-  "") [ "$mode" = prepare ] || { echo "SLICE must be one of: mlp cnn ptb imdb" >&2; exit 2; } ;;
+  "") [ "$mode" = prepare ] || [ "$mode" = test ] || { echo "SLICE must be one of: mlp cnn ptb imdb" >&2; exit 2; } ;;
   *) echo "SLICE must be one of: mlp cnn ptb imdb (got '$slice')" >&2; exit 2 ;;
 esac
 STACK=$([ "$slice" = imdb ] && echo 1 || echo auto)
@@ -50,5 +51,8 @@ case "$mode" in
     left=$(( ${LIMIT:-570} - ($(date +%s) - T0) )); [ "$left" -ge 60 ] || { echo "only ${left} s left" >&2; exit 1; }
     timeout -s TERM "$left" python3 -m qsd.reproduce "${ARGS[@]}" \
       --time-budget "${BUDGET:-7.5}" --pack "$OUT/slice.tgz" 2>&1 | tee "$OUT/log.txt" || true ;;
-  *) echo "mode must be prepare, check or run" >&2; exit 2 ;;
+  test)  # every test whose name says cuda (those that need a GPU and a few CPU ones beside them), with tiny data
+    export PYTHONPATH=$PWD/.devcarry/site:$PWD/src
+    python3 -m pytest -q -p no:cacheprovider -k cuda tests/ 2>&1 | tee "${OUT:-.}/tests.txt" | tail -15 ;;
+  *) echo "mode must be prepare, check, run or test" >&2; exit 2 ;;
 esac
