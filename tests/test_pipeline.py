@@ -145,9 +145,12 @@ def test_replicate_trains_fresh_seeds_and_sets_each_verdict_beside_the_main_one(
     again = subprocess.run([*cmd, "--replicate", "--render-only"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]  # (make figures) redraws what is there, and adds nothing
     assert set(fresh.glob("*.*")) == set(drawn) and (fresh / "fig2_mlp_curves.png").stat().st_mtime_ns > drawn[fresh / "fig2_mlp_curves.png"]
+    collected = (fresh / "runs.csv").read_text()
+    (fresh / "runs.csv").write_text("".join(collected.splitlines(keepends=True)[:-1]))  # collected under other configs
     main = subprocess.run([*cmd, "--only", "fig2_mlp_curves"], env=env, capture_output=True, text=True)
-    assert main.returncode == 0, main.stderr[-3000:]  # new main verdicts: the table beside them is redrawn too
+    assert main.returncode == 0, main.stderr[-3000:]  # new main verdicts: the fresh seeds collected again beside them
     assert (fresh / "replication.md").stat().st_mtime_ns > drawn[fresh / "replication.md"]
+    assert (fresh / "runs.csv").read_text() == collected
 
 
 def test_render_only_needs_only_results(smoke):

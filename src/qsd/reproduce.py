@@ -160,6 +160,16 @@ def gather(planned: list[suite.Run], runs_root: Path, results: Path, seeds: rang
     return paths
 
 
+def recollect_replication(main: Path, scale: str, runs_root: Path) -> list[str]:
+    """Collect the fresh seeds' runs into ``main``/replication again and redraw what it holds, with
+    replication.md beside the main verdicts just drawn: a recipe changed since the fresh seeds were last collected
+    (a length, a grid) leaves runs there that the plan no longer asks for, whose verdicts must not stand beside
+    the new main ones. Returns the ids drawn."""
+    out = main / "replication"
+    collect(gather(suite.plan(scale, replicate=True), runs_root, out, suite.seeds(scale, replicate=True)), out)
+    return render(out, scale, [m["id"] for m in manifests() if (out / f"{m['id']}.md").exists()], replication_of=main)
+
+
 def pack(results: Path, out: Path, dest: Path) -> Path:
     """Write ``dest``, a .tar.gz of what a machine lent for a slice brings back: ``out``'s committed runs
     (small files only) and weights_ks.csv (the KS rows of weights that stay there), named from
@@ -360,8 +370,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     collect(paths, out)
     drawn = render(out, args.scale, args.only, replication_of)
     if not args.replicate and (out / "replication" / "runs.csv").exists():  # it sets each main verdict beside its own
-        render_replication(out, out / "replication", args.scale)
-        drawn.append("replication/replication")
+        recollect_replication(out, args.scale, runs_root)
+        drawn.append("replication/")
     publish(main_out, args.scale, before)
     drawn.append("REPORT")
     unneeded = sum(r.key not in finished and suite.needed(r, finished) is False for r in planned)
