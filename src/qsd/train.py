@@ -191,7 +191,7 @@ def head_start(cfg: DictConfig, path: Path, device: torch.device) -> dict | None
     trained on this device kind, its checkpoint kept) whose learning rates are this run's (``same_first_epochs``: not cosine), with
     ``continued_from`` naming it. Its epochs are the first epochs of this run, so training on from it is what
     this run would do from scratch (on CPU bit for bit where the twin trained as this run does: the same
-    threads, alone or in the same stack; tests/test_train.py) and a 1.5x-epoch twin costs only its extra
+    machine and threads, alone or in the same stack; tests/test_train.py) and a 1.5x-epoch twin costs only its extra
     epochs. On CUDA a twin trained in a stack saved the stack's shared random stream, which this run does not
     draw on (``cuda_stream``)."""
     for epochs, twin in runstore.shorter_twins(cfg, path, device.type):
