@@ -160,14 +160,14 @@ def gather(planned: list[suite.Run], runs_root: Path, results: Path, seeds: rang
     return paths
 
 
-def recollect_replication(main: Path, scale: str, runs_root: Path) -> list[str]:
+def recollect_replication(main: Path, scale: str, runs_root: Path) -> None:
     """Collect the fresh seeds' runs into ``main``/replication again and redraw what it holds, with
     replication.md beside the main verdicts just drawn: a recipe changed since the fresh seeds were last collected
     (a length, a grid) leaves runs there that the plan no longer asks for, whose verdicts must not stand beside
-    the new main ones. Returns the ids drawn."""
+    the new main ones."""
     out = main / "replication"
     collect(gather(suite.plan(scale, replicate=True), runs_root, out, suite.seeds(scale, replicate=True)), out)
-    return render(out, scale, [m["id"] for m in manifests() if (out / f"{m['id']}.md").exists()], replication_of=main)
+    render(out, scale, [m["id"] for m in manifests() if (out / f"{m['id']}.md").exists()], replication_of=main)
 
 
 def pack(results: Path, out: Path, dest: Path) -> Path:
