@@ -94,6 +94,34 @@ def test_a_longer_run_with_a_head_start_waits_for_the_run_it_lengthens(tmp_path)
         assert suite.release([longer], {}, tmp_path, "cpu") == (([longer], []) if seconds == 10.0 else ([], [longer]))
 
 
+def test_a_waiting_run_joins_the_queue_as_soon_as_the_run_it_lengthens_completes(tiny_root, tmp_path, monkeypatch):
+    """The gate's longer runs do not wait for the whole queue to drain (a GPU slot would idle at its tail):
+    ``suite.Waiting`` releases each to the running queue once the run it lengthens has completed."""
+    monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))
+    monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path))
+    root = tmp_path / "smoke"
+    standard, other, longer = _runs(["experiment=mlp_mnist", "seed=0", *TINY], ["experiment=mlp_mnist", "seed=1", *TINY],
+                                    ["experiment=mlp_mnist", "seed=0", *TINY, "train.epochs=3"])
+    longer = dataclasses.replace(longer, lengthens=standard.key.split("/")[1])
+    later = suite.Waiting([longer], {}, root, "cpu")
+    calls = []
+
+    def release(done):
+        ready = later.release(done)
+        calls.append(([r.key for r in done], [r.key for r in ready]))
+        return ready
+
+    queue = Queue([standard, other], 0, 1, root, "smoke", {})
+    assert queue.order() == [standard, other]
+    outcomes = queue.run(release)
+    assert calls[0] == ([standard.key], [longer.key])  # released by the first job, while `other` still waited
+    assert [c[1] for c in calls[1:]] == [[], []] and not later.runs and not later.held()
+    assert [o.status for o in outcomes] == ["completed"] * 3 and queue.total == 3
+    assert later.finished.keys() == {standard.key, other.key, longer.key}
+    held = suite.Waiting([dataclasses.replace(longer, key="mlp_mnist/x", lengthens="never-ran")], {}, root, "cpu")
+    assert held.release([standard]) == [] and len(held.held()) == 1  # its standard did not complete here
+
+
 def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):
     """Among runs as long, a slice stopped part-way should leave every regulariser of its first seeds
     finished (pairs to compare), not all the seeds of one regulariser."""

@@ -343,17 +343,14 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     t0, seeds = time.time(), suite.seeds(args.scale, replicate=args.replicate)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the runs as Ctrl-C does
     try:
-        outcomes = [] if args.collect_only else queue.run()
-        finished.update({r.key: p for r in planned if r.key not in finished and (p := suite.locate(r, roots))})
-        # their seeds' grids have finished (the rates they picked), or the runs they lengthen, which left their ends
-        later, held = ([], []) if args.collect_only else suite.release(waiting, finished, runs_root, queue.kind)
-        if held:
+        # the waiting runs join the queue as their seeds' grids finish (the rates they picked), or the runs they
+        # lengthen, which leave their ends
+        later = suite.Waiting(waiting, finished, runs_root, queue.kind)
+        outcomes = [] if args.collect_only else queue.run(later.release)
+        if held := ([] if args.collect_only else later.held()):
             print(f"{len(held)} of the gate's longer runs wait for the run each lengthens, which did not complete "
                   f"here: run the command again")
-        if later:
-            left = None if budget_s is None else max(0.0, budget_s - (time.time() - t0))
-            outcomes += Queue(later, queue.done, args.jobs, runs_root, args.scale, queue.estimate, args.verbose,
-                              left, args.settings, device, args.stack, queue.memory, queue.stacked).run()
+        finished.update({r.key: p for r in planned if r.key not in finished and (p := suite.locate(r, roots))})
     except KeyboardInterrupt:
         kept = len(gather(planned, runs_root, out, seeds))  # what finished before the stop is committed
         print(f"{kept} finished run(s) are committed in {out / 'runs'}")

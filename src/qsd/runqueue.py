@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,11 +179,12 @@ class Queue:
             text += f", not counting {untimed} whose experiment was not timed on {self.kind} yet ({span})"
         return text
 
-    def order(self) -> list[Run]:
-        """Longest first, so that no worker waits at the tail on one long run (one with no time counts as the
-        longest); among runs as long, seed by seed, so that a slice stopped part-way leaves whole seeds
-        (every regulariser's) to pair."""
-        return sorted(self.todo, key=lambda r: (-(s if (s := self.seconds(r)) is not None else float("inf")), r.seed))
+    def order(self, runs: list[Run] | None = None) -> list[Run]:
+        """``runs`` (all of ``todo`` if None) longest first, so that no worker waits at the tail on one long run
+        (one with no time counts as the longest); among runs as long, seed by seed, so that a slice stopped
+        part-way leaves whole seeds (every regulariser's) to pair."""
+        return sorted(self.todo if runs is None else runs,
+                      key=lambda r: (-(s if (s := self.seconds(r)) is not None else float("inf")), r.seed))
 
     def stack_size(self, run: Run) -> int:
         """How many runs a job with ``run`` first trains as one stack: ``stack`` if a number; ``auto``: on a
@@ -215,7 +216,9 @@ class Queue:
             job.append(r)
         return job
 
-    def run(self) -> list[Outcome]:
+    def run(self, release: Callable[[list[Run]], list[Run]] | None = None) -> list[Outcome]:
+        """Train ``todo``; ``release`` (e.g. ``suite.Waiting.release``), called with each job's runs as it ends,
+        gives runs that may train now, which join the queue."""
         start, outcomes = time.time(), []
         pending = self.order()
         bar = self._bar()
@@ -237,6 +240,8 @@ class Queue:
                         results = f.result()
                         if len(job) > 1 and all(o.status == "failed" for o in results):  # e.g. out of memory
                             self.shrunk[job[0].experiment] = max(1, len(job) // 2)
+                        if release is not None and (ready := release(job)):
+                            pending = self.order(pending + self._add(ready, bar))
                         for out in results:
                             outcomes.append(out)
                             self._finished(out, bar, pending + [r for job in running.values() for r in job])
@@ -254,6 +259,15 @@ class Queue:
         for p in self.workers:
             p.wait()
         return outcomes
+
+    def _add(self, runs: list[Run], bar) -> list[Run]:
+        """Take ``runs`` into the queue (counted in its total) and return them."""
+        self.todo += runs
+        self.keys |= {r.key for r in runs}
+        self.total += len(runs)
+        if bar is not None:
+            bar.total = self.total
+        return runs
 
     def _finished(self, out: Outcome, bar, left: list[Run]) -> None:
         """Count a finished run, learn its pace (and memory), and show it with the ETA of ``left``."""

@@ -221,6 +221,29 @@ def release(waiting: list[Run], finished: dict[str, Path], root: Path, device_ki
     return [r for r in ready if r not in held], held
 
 
+@dataclass
+class Waiting:
+    """The gate's longer runs that wait (``split_by_need``), released to a queue (``runqueue.Queue.run``) as the
+    runs they wait for finish in ``root``: a run as soon as its seed's grid has picked it or the run it lengthens
+    has completed, not when the whole queue has drained. ``finished``: the suite's finished runs, kept up to date."""
+
+    runs: list[Run]
+    finished: dict[str, Path]
+    root: Path
+    device_kind: str
+
+    def release(self, done: list[Run]) -> list[Run]:
+        """The waiting runs ready to train now that ``done`` (the runs of a job) have ended."""
+        self.finished.update({r.key: self.root / r.key for r in done if runstore.is_finished(self.root / r.key)})
+        ready = release(self.runs, self.finished, self.root, self.device_kind)[0]
+        self.runs = [r for r in self.runs if r not in ready]
+        return ready
+
+    def held(self) -> list[Run]:
+        """The runs still waiting for a run they lengthen that did not complete here (``release``)."""
+        return release(self.runs, self.finished, self.root, self.device_kind)[1]
+
+
 _BASES: dict[tuple[str, ...], DictConfig] = {}  # choice of config groups -> Hydra's composition (configs/ read once a process)
 
 
