@@ -90,19 +90,22 @@ def test_a_longer_run_with_a_head_start_waits_for_the_run_it_lengthens(tmp_path)
     for status, device, seconds in (("failed", "cpu", 30.0), ("completed", "cuda:0", 30.0), ("completed", "cpu", 10.0)):
         runstore.write_summary(tmp_path / standard.key, {"status": status, "device": device})
         assert alone.seconds(longer) == pytest.approx(START_S + seconds), (status, device)
-        # once the first queue is done: trained on from its standard's end, else held for a rerun to resume that first
+        # once its standard's job has ended: trained on from its end, else held for a rerun to resume that first
         assert suite.release([longer], {}, tmp_path, "cpu") == (([longer], []) if seconds == 10.0 else ([], [longer]))
 
 
 def test_a_waiting_run_joins_the_queue_as_soon_as_the_run_it_lengthens_completes(tiny_root, tmp_path, monkeypatch):
     """The gate's longer runs do not wait for the whole queue to drain (a GPU slot would idle at its tail):
-    ``suite.Waiting`` releases each to the running queue once the run it lengthens has completed."""
+    ``suite.Waiting`` releases each to the running queue once the run it lengthens has completed, behind the
+    runs queued before it, and it trains on from that run's end."""
     monkeypatch.setenv("QSD_DATA_ROOT", str(tiny_root))
     monkeypatch.setenv("QSD_RUNS_ROOT", str(tmp_path))
-    root = tmp_path / "smoke"
-    standard, other, longer = _runs(["experiment=mlp_mnist", "seed=0", *TINY], ["experiment=mlp_mnist", "seed=1", *TINY],
-                                    ["experiment=mlp_mnist", "seed=0", *TINY, "train.epochs=3"])
-    longer = dataclasses.replace(longer, lengthens=standard.key.split("/")[1])
+    root, flat = tmp_path / "smoke", [*TINY, "optim.schedule=constant"]
+    standard, other, longer, extra = _runs(["experiment=mlp_mnist", "seed=0", *flat],
+                                           ["experiment=mlp_mnist", "seed=1", *flat],
+                                           ["experiment=mlp_mnist", "seed=0", *flat, "train.epochs=3"],
+                                           ["experiment=mlp_mnist", "seed=2", *flat])
+    longer = dataclasses.replace(longer, lengthens=standard.key.split("/")[1], head_start=2)
     later = suite.Waiting([longer], {}, root, "cpu")
     calls = []
 
@@ -112,14 +115,18 @@ def test_a_waiting_run_joins_the_queue_as_soon_as_the_run_it_lengthens_completes
         return ready
 
     queue = Queue([standard, other], 0, 1, root, "smoke", {})
-    assert queue.order() == [standard, other]
+    assert queue.order() == [standard, other] and queue.start(longer) == 2
     outcomes = queue.run(release)
     assert calls[0] == ([standard.key], [longer.key])  # released by the first job, while `other` still waited
-    assert [c[1] for c in calls[1:]] == [[], []] and not later.runs and not later.held()
+    assert [o.run for o in outcomes] == [standard, other, longer] and not later.runs and not later.held()
     assert [o.status for o in outcomes] == ["completed"] * 3 and queue.total == 3
+    assert json.loads((root / longer.key / "summary.json").read_text())["continued_from"]["run"] == standard.key.split("/")[1]
     assert later.finished.keys() == {standard.key, other.key, longer.key}
     held = suite.Waiting([dataclasses.replace(longer, key="mlp_mnist/x", lengthens="never-ran")], {}, root, "cpu")
     assert held.release([standard]) == [] and len(held.held()) == 1  # its standard did not complete here
+    # a run ready once the queue has drained (nothing ended to release it) still joins
+    once = iter([[extra]])
+    assert [o.run for o in Queue([], 0, 1, root, "smoke", {}).run(lambda done: next(once, []))] == [extra]
 
 
 def test_the_queue_starts_the_longest_runs_first_then_seed_by_seed(tmp_path):

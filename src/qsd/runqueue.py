@@ -134,6 +134,7 @@ class Queue:
         self.slot = threading.local()
         self.lock, self.stopping = threading.Lock(), False
         self.total, self.keys = done + len(todo), {r.key for r in todo}
+        self.released: set[str] = set()  # the runs that joined while the queue ran (``run``'s ``release``)
         self.fewest_epochs: dict[str, int] = {}
         for r in todo:
             self.fewest_epochs[r.experiment] = min(r.epochs, self.fewest_epochs.get(r.experiment, r.epochs))
@@ -154,8 +155,9 @@ class Queue:
     def start(self, run: Run) -> int:
         """The epoch ``run`` will start from: its own last checkpoint's, or where it has a head start (``seconds``),
         the end of the run it lengthens."""
+        queued = run.standard in self.keys and not runstore.is_finished(self.root / run.standard)
         head = run.head_start if run.head_start and (
-            run.standard in self.keys or runstore.continuable(self.root / run.standard, self.kind)) else 0
+            queued or runstore.continuable(self.root / run.standard, self.kind)) else 0
         return max(head, runstore.epochs_logged(self.root / run.key))
 
     def left_s(self, runs: list[Run]) -> tuple[float, int]:
@@ -182,9 +184,11 @@ class Queue:
     def order(self, runs: list[Run] | None = None) -> list[Run]:
         """``runs`` (all of ``todo`` if None) longest first, so that no worker waits at the tail on one long run
         (one with no time counts as the longest); among runs as long, seed by seed, so that a slice stopped
-        part-way leaves whole seeds (every regulariser's) to pair."""
+        part-way leaves whole seeds (every regulariser's) to pair. Runs released while the queue ran come after
+        the others: they fill the slots the others leave, never taking a time budget from them."""
         return sorted(self.todo if runs is None else runs,
-                      key=lambda r: (-(s if (s := self.seconds(r)) is not None else float("inf")), r.seed))
+                      key=lambda r: (r.key in self.released,
+                                     -(s if (s := self.seconds(r)) is not None else float("inf")), r.seed))
 
     def stack_size(self, run: Run) -> int:
         """How many runs a job with ``run`` first trains as one stack: ``stack`` if a number; ``auto``: on a
@@ -217,15 +221,15 @@ class Queue:
         return job
 
     def run(self, release: Callable[[list[Run]], list[Run]] | None = None) -> list[Outcome]:
-        """Train ``todo``; ``release`` (e.g. ``suite.Waiting.release``), called with each job's runs as it ends,
-        gives runs that may train now, which join the queue."""
+        """Train ``todo``; ``release`` (e.g. ``suite.Waiting.release``), called with each job's runs as it ends
+        (and with none once the queue has drained), gives runs that may train now, which join the queue."""
         start, outcomes = time.time(), []
         pending = self.order()
         bar = self._bar()
         with ThreadPoolExecutor(self.jobs) as pool:
             running: dict[Future, list[Run]] = {}
             try:
-                while pending or running:
+                while True:  # until nothing is pending or running, and ``release`` has nothing more
                     while pending and len(running) < self.jobs:
                         job = self.next_job(pending)
                         if self.budget_s is not None and (why := self._over_budget(job, time.time() - start)):
@@ -233,6 +237,9 @@ class Queue:
                             continue
                         running[pool.submit(self._train, job)] = job
                     if not running:
+                        if release is not None and (ready := release([])):
+                            pending = self.order(self._add(ready, bar))
+                            continue
                         break
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for f in finished:
@@ -262,8 +269,9 @@ class Queue:
 
     def _add(self, runs: list[Run], bar) -> list[Run]:
         """Take ``runs`` into the queue (counted in its total) and return them."""
-        self.todo += runs
+        self.todo = [*self.todo, *runs]
         self.keys |= {r.key for r in runs}
+        self.released |= {r.key for r in runs}
         self.total += len(runs)
         if bar is not None:
             bar.total = self.total
