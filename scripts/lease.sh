@@ -23,7 +23,7 @@ case "$slice" in
   mlp) ONLY="fig2_mlp_curves fig4_sparsity table3_tuned"; EXPS="mlp_mnist"; DATA="mnist"; JOBS=${JOBS:-4} ;;
   cnn) ONLY="fig6_cnn table3_tuned"; EXPS="cnn_mnist cnn_fashion cnn_fashion_extra"; DATA="mnist fashion_mnist"; JOBS=${JOBS:-4} ;;
   ptb) ONLY="fig7_lstm_lm"; EXPS="lstm_ptb"; DATA="ptb"; JOBS=${JOBS:-2} ;;
-  imdb) ONLY="fig8_sentiment table3_tuned"; EXPS="lstm_imdb"; DATA="imdb"; JOBS=${JOBS:-16} ;;
+  imdb) ONLY="table3_tuned"; EXPS="lstm_imdb"; DATA="imdb"; JOBS=${JOBS:-16} ;;
   "") [ "$mode" = prepare ] || [ "$mode" = test ] || { echo "SLICE must be one of: mlp cnn ptb imdb" >&2; exit 2; } ;;
   *) echo "SLICE must be one of: mlp cnn ptb imdb (got '$slice')" >&2; exit 2 ;;
 esac
