@@ -34,8 +34,8 @@ SCALE_NOTES = {
            "([docs/scales.md](../../docs/scales.md)). A claim that fails here may hold at paper scale, and the "
            "reverse.",
     "paper": "The paper scale: the full protocols (standard recipes; the paper's own are not public), 5 seeds, "
-             "trained in slices on lent GPUs and, for the sentiment LSTMs and part of the replication, on a 2-core "
-             "CPU "
+             "trained in slices on lent GPUs and, for the sentiment LSTMs, the MLP's gate runs for QSD and part of "
+             "the replication, on a 2-core CPU "
              "([provenance.md](provenance.md)). Comparisons whose runs are not all made yet read `not run yet` "
              "or `incomplete`.",
 }
