@@ -91,7 +91,8 @@ def test_a_longer_run_with_a_head_start_waits_for_the_run_it_lengthens(tmp_path)
         runstore.write_summary(tmp_path / standard.key, {"status": status, "device": device})
         assert alone.seconds(longer) == pytest.approx(START_S + seconds), (status, device)
         # once its standard's job has ended: trained on from its end, else held for a rerun to resume that first
-        assert suite.release([longer], {}, tmp_path, "cpu") == (([longer], []) if seconds == 10.0 else ([], [longer]))
+        waiting = suite.Waiting([longer], {}, tmp_path, "cpu")
+        assert (waiting.release([]), waiting.held()) == (([longer], []) if seconds == 10.0 else ([], [longer]))
 
 
 def test_a_waiting_run_joins_the_queue_as_soon_as_the_run_it_lengthens_completes(tiny_root, tmp_path, monkeypatch):

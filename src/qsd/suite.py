@@ -211,16 +211,6 @@ def split_by_need(runs: list[Run], finished: dict[str, Path]) -> tuple[list[Run]
             [r for r in runs if need[r.key] is False])
 
 
-def release(waiting: list[Run], finished: dict[str, Path], root: Path, device_kind: str) -> tuple[list[Run], list[Run]]:
-    """Of the ``waiting`` runs, once the runs before them are done: those to train now (``split_by_need``) and
-    those held, a longer run with a head start whose standard has not completed in ``root`` on this kind of
-    device (``runstore.continuable``): from scratch it would cost the whole run, so it waits for a rerun,
-    which resumes its standard first."""
-    ready = split_by_need(waiting, finished)[0]
-    held = [r for r in ready if not r.grid and not runstore.continuable(root / r.standard, device_kind)]
-    return [r for r in ready if r not in held], held
-
-
 @dataclass
 class Waiting:
     """The gate's longer runs that wait (``split_by_need``), released to a queue (``runqueue.Queue.run``) as the
@@ -233,15 +223,22 @@ class Waiting:
     device_kind: str
 
     def release(self, done: list[Run]) -> list[Run]:
-        """The waiting runs ready to train now that ``done`` (the runs of a job) have ended."""
+        """The waiting runs ready to train now that ``done`` (the runs of a job) have ended; those their grid did
+        not pick leave for good. One whose standard has not completed here stays (``held``)."""
         self.finished.update({r.key: self.root / r.key for r in done if runstore.is_finished(self.root / r.key)})
-        ready = release(self.runs, self.finished, self.root, self.device_kind)[0]
-        self.runs = [r for r in self.runs if r not in ready]
-        return ready
+        ready, waiting, _ = split_by_need(self.runs, self.finished)
+        held = self._held(ready)
+        self.runs = waiting + held
+        return [r for r in ready if r not in held]
 
     def held(self) -> list[Run]:
-        """The runs still waiting for a run they lengthen that did not complete here (``release``)."""
-        return release(self.runs, self.finished, self.root, self.device_kind)[1]
+        """The runs still waiting for a run they lengthen that did not complete in ``root`` on this kind of device
+        (``runstore.continuable``): from scratch one would cost the whole run, so it waits for a rerun, which
+        resumes its standard first."""
+        return self._held(split_by_need(self.runs, self.finished)[0])
+
+    def _held(self, ready: list[Run]) -> list[Run]:
+        return [r for r in ready if not r.grid and not runstore.continuable(self.root / r.standard, self.device_kind)]
 
 
 _BASES: dict[tuple[str, ...], DictConfig] = {}  # choice of config groups -> Hydra's composition (configs/ read once a process)
